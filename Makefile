@@ -1,0 +1,28 @@
+# The two README commands are `make demo` and `make test`; both set up what
+# they need (.ci/bootstrap) first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TF_USE_LEGACY_KERAS := 1
+
+.PHONY: setup demo test test-fast lint bench report clean
+
+setup:
+	@bash .ci/bootstrap
+
+demo: setup
+	$(VENV)/bin/visiontfx run --config pipeline/configs/demo.yaml
+
+test: setup
+	$(PY) -m pytest tests -q
+
+test-fast: setup
+	$(PY) -m pytest tests -q -m "not integration"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf outputs serving_model .pytest_cache

@@ -1,0 +1,70 @@
+"""Reading the Evaluator's output: overall metrics, the confusion matrix and the blessing."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """Candidate-model metrics of the overall slice, by metric name (diffs excluded)."""
+    metrics: dict[str, float] = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for key_and_value in slice_metrics.metric_keys_and_values:
+            key = key_and_value.key
+            if key.is_diff or key.model_name not in ("", "candidate"):
+                continue
+            value = key_and_value.value
+            if value.HasField("double_value"):
+                metrics[key.name] = value.double_value.value
+    return metrics
+
+
+def baseline_metrics(evaluation_uri: str) -> dict[str, float]:
+    """Metrics of the baseline (the previously blessed model), when one was compared."""
+    metrics: dict[str, float] = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for key_and_value in slice_metrics.metric_keys_and_values:
+            key = key_and_value.key
+            if key.model_name == "baseline" and not key.is_diff and key_and_value.value.HasField("double_value"):
+                metrics[key.name] = key_and_value.value.double_value.value
+    return metrics
+
+
+def confusion_matrix(evaluation_uri: str, num_classes: int) -> list[list[int]]:
+    """rows = true class, columns = predicted class (top-1), from TFMA's plot."""
+    matrix = [[0] * num_classes for _ in range(num_classes)]
+    for slice_plots in tfma.load_plots(evaluation_uri):
+        if slice_plots.slice_key.single_slice_keys:
+            continue
+        for key_and_value in slice_plots.plot_keys_and_values:
+            if key_and_value.key.model_name not in ("", "candidate"):
+                continue
+            plot = key_and_value.value.multi_class_confusion_matrix
+            for entry in plot.entries:
+                actual, predicted = int(entry.actual_class_id), int(entry.predicted_class_id)
+                if 0 <= actual < num_classes and 0 <= predicted < num_classes:
+                    matrix[actual][predicted] = int(entry.num_weighted_examples)
+    return matrix
+
+
+def is_blessed(blessing_uri: str) -> bool:
+    return tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
+
+
+def validation_failures(evaluation_uri: str) -> list[dict[str, Any]]:
+    """Why a model was not blessed (empty when it was)."""
+    result = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for metrics_validation in result.metric_validations_per_slice:
+        for failure in metrics_validation.failures:
+            failures.append({"metric": failure.metric_key.name, "value": failure.metric_value.double_value.value,
+                             "message": failure.message})
+    return failures

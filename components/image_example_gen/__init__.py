@@ -1,0 +1,1 @@
+"""image example gen for visiontfx."""

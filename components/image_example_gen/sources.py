@@ -1,0 +1,298 @@
+"""Where images come from: listing, deterministic splits and chunked reading.
+
+A source first lists lightweight :class:`Entry` records (a key, a label and,
+where the dataset has its own, a split); nothing is decoded then. Entries are
+assigned to splits by hashing their key, capped deterministically, and
+grouped in chunks that Beam workers read independently, so memory does not
+grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from visiontfx.components.image_example_gen.decoding import has_image_extension
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+SPLIT_NAMES = ("train", "eval", "test")
+
+
+class SourceError(ValueError):
+    """The configured image source is missing or unusable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One image to ingest, before its bytes are read."""
+
+    key: str  # stable identity: relative path, or "<split>/<index>"
+    label: int
+    source_split: str = ""  # the dataset's own split, if it has one
+    locator: str = ""  # file path, or "<split>:<index>" for array sources
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """Split ratios and caps; ``use_source_test`` keeps a dataset's own test split."""
+
+    train: float = 0.9
+    eval: float = 0.1
+    test: float = 0.0
+    use_source_test: bool = True
+    caps: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------
+# Deterministic split assignment
+
+
+def stable_fraction(key: str, salt: str = "visiontfx") -> float:
+    """Maps a key to [0, 1) identically on every machine and Python run."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(entry: Entry, plan: SplitPlan) -> str:
+    """The split of one entry: the source's test split, or by hash of its key."""
+    if entry.source_split == "test" and plan.use_source_test:
+        return "test"
+    train, evaluation, test = plan.train, plan.eval, plan.test
+    if plan.use_source_test and entry.source_split:
+        # The dataset brings its own test split: share the rest train/eval only.
+        test = 0.0
+    total = train + evaluation + test
+    fraction = stable_fraction(entry.key) * total
+    if fraction < train:
+        return "train"
+    if fraction < train + evaluation:
+        return "eval"
+    return "test"
+
+
+def plan_splits(entries: Sequence[Entry], plan: SplitPlan) -> dict[str, list[Entry]]:
+    """Assigns every entry a split and applies the per-split caps.
+
+    A cap keeps the entries with the smallest hash of their key (salted
+    differently from the split hash), a deterministic random sample.
+    """
+    by_split: dict[str, list[Entry]] = {name: [] for name in SPLIT_NAMES}
+    for entry in entries:
+        by_split[assign_split(entry, plan)].append(entry)
+    for name, cap in plan.caps.items():
+        if cap and len(by_split[name]) > cap:
+            ranked = sorted(by_split[name], key=lambda e: stable_fraction(e.key, "cap"))
+            by_split[name] = sorted(ranked[:cap], key=lambda e: e.key)
+    return {name: items for name, items in by_split.items() if items}
+
+
+def chunk(entries: Sequence[Entry], size: int) -> list[list[Entry]]:
+    return [list(entries[i : i + size]) for i in range(0, len(entries), size)]
+
+
+# --------------------------------------------------------------------------
+# Sources
+
+
+def list_image_folder(root: str | Path) -> tuple[list[str], list[Entry], list[str]]:
+    """Lists a folder with one sub-folder per class.
+
+    Returns (class names sorted, entries, ignored non-image files). Hidden
+    files and folders are skipped; extensions match in any case.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise SourceError(f"Image folder not found: {base}")
+    classes = sorted(
+        p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    if not classes:
+        raise SourceError(f"{base} has no class sub-folders (expected <root>/<class>/<image>).")
+    entries: list[Entry] = []
+    ignored: list[str] = []
+    for label, name in enumerate(classes):
+        for directory, subdirs, files in os.walk(base / name):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            for file_name in sorted(files):
+                if file_name.startswith("."):
+                    continue
+                path = Path(directory) / file_name
+                relative = path.relative_to(base).as_posix()
+                if has_image_extension(file_name):
+                    entries.append(Entry(key=relative, label=label, locator=str(path)))
+                else:
+                    ignored.append(relative)
+    return classes, entries, ignored
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Reads a gzipped IDX file (the MNIST family's format) into an array."""
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise SourceError(f"{path} is not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+@lru_cache(maxsize=4)
+def load_fashion_mnist_split(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images [N,28,28], labels [N]) of one Fashion-MNIST split, cached per process."""
+    images_name, labels_name = _FASHION_MNIST_FILES[split]
+    base = Path(directory or FASHION_MNIST_DIR)
+    images_path, labels_path = base / images_name, base / labels_name
+    for path in (images_path, labels_path):
+        if not path.is_file():
+            raise SourceError(
+                f"Fashion-MNIST file missing: {path}. Install the Debian package "
+                "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or set "
+                "data.path to a folder holding the four IDX .gz files."
+            )
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if len(images) != len(labels):
+        raise SourceError(f"{base}: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def list_fashion_mnist(directory: str) -> tuple[list[str], list[Entry]]:
+    entries = []
+    for split in ("train", "test"):
+        _, labels = load_fashion_mnist_split(directory, split)
+        entries.extend(
+            Entry(key=f"{split}/{i:05d}", label=int(label), source_split=split, locator=f"{split}:{i}")
+            for i, label in enumerate(labels)
+        )
+    return list(FASHION_MNIST_CLASSES), entries
+
+
+def _tfds_builder(name: str, data_dir: str) -> Any:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+    except Exception as error:  # tfds raises several types for unknown names
+        raise SourceError(f"TensorFlow Datasets has no dataset '{name}': {error}") from error
+    if not builder.is_prepared():
+        raise SourceError(
+            f"TFDS dataset '{name}' is not prepared under data_dir '{builder.data_dir}'. "
+            "visiontfx never downloads at run time: prepare it first "
+            "(tfds build / download_and_prepare) and set data.path to that data_dir."
+        )
+    return builder
+
+
+def _tfds_keys(builder: Any) -> tuple[str, str]:
+    """The image and label feature names of a TFDS image-classification dataset."""
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    image_key = next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
+    label_key = next(
+        (k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None
+    )
+    if image_key is None or label_key is None:
+        raise SourceError(f"TFDS dataset '{builder.name}' has no Image + ClassLabel features.")
+    return image_key, label_key
+
+
+def list_tfds(name: str, data_dir: str) -> tuple[list[str], list[Entry]]:
+    builder = _tfds_builder(name, data_dir)
+    _, label_key = _tfds_keys(builder)
+    classes = list(builder.info.features[label_key].names)
+    entries = []
+    for split, info in builder.info.splits.items():
+        source_split = "test" if split == "test" else "train"
+        # Labels are read in one light pass (the label column only is decoded).
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+        for index, example in enumerate(dataset.map(lambda ex: ex[label_key]).as_numpy_iterator()):
+            entries.append(
+                Entry(key=f"{split}/{index:07d}", label=int(example), source_split=source_split,
+                      locator=f"{split}:{index}")
+            )
+        if index + 1 != info.num_examples:
+            raise SourceError(f"TFDS split {split}: read {index + 1}, expected {info.num_examples}")
+    return classes, entries
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """Everything a worker needs to read a chunk (small and picklable)."""
+
+    kind: str  # folder | fashion_mnist | tfds
+    path: str = ""
+    tfds_name: str = ""
+
+
+def list_source(spec: SourceSpec) -> tuple[list[str], list[Entry], list[str]]:
+    """(class names, entries, ignored files) of a source."""
+    if spec.kind == "folder":
+        return list_image_folder(spec.path)
+    if spec.kind == "fashion_mnist":
+        classes, entries = list_fashion_mnist(spec.path)
+        return classes, entries, []
+    if spec.kind == "tfds":
+        classes, entries = list_tfds(spec.tfds_name, spec.path)
+        return classes, entries, []
+    raise SourceError(f"Unknown image source '{spec.kind}' (folder, fashion_mnist, tfds)")
+
+
+def read_chunk(spec: SourceSpec, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | np.ndarray | Exception]]:
+    """Yields (entry, file bytes or pixel array, or the read error) for a chunk."""
+    if spec.kind == "folder":
+        for entry in entries:
+            try:
+                yield entry, Path(entry.locator).read_bytes()
+            except OSError as error:
+                yield entry, error
+        return
+    if spec.kind == "fashion_mnist":
+        for entry in entries:
+            split, index = entry.locator.split(":")
+            images, _ = load_fashion_mnist_split(spec.path, split)
+            yield entry, images[int(index)]
+        return
+    if spec.kind == "tfds":
+        yield from _read_tfds_chunk(spec, entries)
+        return
+    raise SourceError(f"Unknown image source '{spec.kind}'")
+
+
+def _read_tfds_chunk(spec: SourceSpec, entries: Sequence[Entry]) -> Iterator[tuple[Entry, np.ndarray]]:
+    builder = _tfds_builder(spec.tfds_name, spec.path)
+    image_key, _ = _tfds_keys(builder)
+    by_split: dict[str, dict[int, Entry]] = {}
+    for entry in entries:
+        split, index = entry.locator.split(":")
+        by_split.setdefault(split, {})[int(index)] = entry
+    for split, wanted in by_split.items():
+        start, stop = min(wanted), max(wanted) + 1
+        dataset = builder.as_dataset(split=f"{split}[{start}:{stop}]", shuffle_files=False)
+        for offset, example in enumerate(dataset.as_numpy_iterator()):
+            entry = wanted.get(start + offset)
+            if entry is not None:
+                yield entry, example[image_key]

@@ -1,0 +1,1 @@
+"""pusher for visiontfx."""

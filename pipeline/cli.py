@@ -1,0 +1,65 @@
+"""The ``visiontfx`` command line.
+
+Each sub-command lives in the module that owns its idea; this file only wires
+them up and imports them lazily, so ``visiontfx --help`` stays instant and a
+config error is reported before TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+import visiontfx  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+# name -> (module, help). Each module provides add_arguments(parser) and main(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("visiontfx.pipeline.local_runner", "run the whole pipeline locally (Beam, SQLite metadata)"),
+    "config": ("visiontfx.pipeline.config_command", "print the validated configuration"),
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shared ``--config FILE`` and ``key=value`` overrides."""
+    parser.add_argument("--config", help="YAML config file (default: the demo config)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="section.key=value", help="override one config value"
+    )
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """All sub-commands are listed; only the chosen one's module is imported."""
+    parser = argparse.ArgumentParser(prog="visiontfx", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        command_parser.set_defaults(_module=module_name)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(command_parser)
+    return parser
+
+
+def _entry(module_name: str) -> Callable[[argparse.Namespace], int]:
+    return importlib.import_module(module_name).main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    from visiontfx.pipeline.config import ConfigError
+
+    try:
+        return int(_entry(args._module)(args) or 0)
+    except ConfigError as error:
+        print(f"visiontfx: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("visiontfx: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The visiontfx DAG, one function for every runner (local Beam and Kubeflow).
+
+ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → Transform →
+Trainer → Evaluator (against the latest blessed model) → Pusher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from visiontfx.components.evaluator.eval_config import build_eval_config
+from visiontfx.components.image_example_gen.component import ImageExampleGen
+from visiontfx.pipeline.config import Config
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+PREPROCESSING_FN = "visiontfx.components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "visiontfx.components.trainer.run.run_fn"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLocations:
+    """Where a run writes. Kubeflow passes URIs (gs://…) and RuntimeParameters."""
+
+    pipeline_root: str
+    serving_dir: str
+    metadata_path: str | None = None  # local SQLite; None on Kubeflow (the cluster's MLMD)
+    data_root: Any = None  # str or RuntimeParameter; default: config.data.path
+
+
+def schema_file(config: Config) -> str:
+    name = "fashion_mnist.pbtxt" if config.data.source == "fashion_mnist" else "image_examples.pbtxt"
+    return str(SCHEMA_DIR / name)
+
+
+def has_test_split(config: Config, data_root: Any) -> bool:
+    data = config.data
+    if data.source in ("fashion_mnist", "tfds") and data.use_source_test_split:
+        return True
+    if data.source == "tfrecord":
+        return isinstance(data_root, str) and os.path.isdir(os.path.join(data_root, "test"))
+    return data.splits.test > 0
+
+
+def example_gen_options(config: Config) -> dict[str, Any]:
+    data = config.data
+    return {
+        "splits": dataclasses.asdict(data.splits),
+        "use_source_test_split": data.use_source_test_split,
+        "caps": {"train": data.max_train_images, "eval": data.max_eval_images, "test": data.max_test_images},
+        "num_shards": data.num_shards,
+        "tfds_name": data.tfds_name,
+        "max_rejected_fraction": data.max_rejected_fraction,
+        "max_image_side": data.max_image_side,
+    }
+
+
+def make_example_gen(config: Config, data_root: Any) -> Any:
+    if config.data.source == "tfrecord":
+        splits = [tfx.proto.Input.Split(name=name, pattern=f"{name}/*") for name in ("train", "eval")]
+        if has_test_split(config, data_root):
+            splits.append(tfx.proto.Input.Split(name="test", pattern="test/*"))
+        return tfx.components.ImportExampleGen(
+            input_base=data_root, input_config=tfx.proto.Input(splits=splits)
+        )
+    return ImageExampleGen(
+        source=config.data.source, input_base=data_root, options=example_gen_options(config)
+    )
+
+
+def trainer_custom_config(config: Config, pipeline_root: str, class_names: Sequence[str] = ()) -> dict[str, Any]:
+    return {
+        "model": dataclasses.asdict(config.model),
+        "training": dataclasses.asdict(config.training),
+        "augmentation": dataclasses.asdict(config.augmentation),
+        "top_k": config.serving.top_k,
+        "checkpoint_root": os.path.join(pipeline_root, "_trainer_checkpoints"),
+        "class_names": list(class_names),
+    }
+
+
+def read_tfrecord_class_names(data_root: Any) -> list[str]:
+    """ImportExampleGen inputs bring their vocabulary as <data_root>/labels.txt."""
+    if not isinstance(data_root, str):
+        return []
+    path = os.path.join(data_root, "labels.txt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: TFRecord inputs need labels.txt (line i = label i).")
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def create_pipeline(config: Config, locations: RunLocations, beam_pipeline_args: Sequence[str] = ()) -> tfx.dsl.Pipeline:
+    """Assembles the DAG; reads like the DAG."""
+    data_root = locations.data_root if locations.data_root is not None else config.data.path
+    class_names = read_tfrecord_class_names(data_root) if config.data.source == "tfrecord" else []
+
+    example_gen = make_example_gen(config, data_root)
+    examples = example_gen.outputs["examples"]
+
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config))
+    schema = schema_gen.outputs["schema"]
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema
+    )
+
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        materialize=False,  # the Trainer applies the graph per batch: no copy of decoded images
+        disable_statistics=True,
+        custom_config={"backbone": config.model.backbone, "image_size": config.model.image_size},
+    )
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=examples,
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        custom_config=trainer_custom_config(config, locations.pipeline_root, class_names),
+    )
+
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        schema=schema,
+        eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
+        example_splits=["test" if has_test_split(config, data_root) else "eval"],
+    )
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.join(locations.serving_dir, config.serving.model_name)
+            )
+        ),
+    )
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline.name,
+        pipeline_root=locations.pipeline_root,
+        components=[
+            example_gen, statistics_gen, schema_gen, example_validator, transform,
+            trainer, latest_blessed_model, evaluator, pusher,
+        ],
+        enable_cache=config.pipeline.enable_cache,
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(locations.metadata_path)
+            if locations.metadata_path else None
+        ),
+        beam_pipeline_args=list(beam_pipeline_args),
+    )

