@@ -24,9 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The shared ``--config FILE`` and ``key=value`` overrides."""
     parser.add_argument("--config", help="YAML config file (default: the demo config)")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="section.key=value", help="override one config value"
-    )
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="override one config value")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

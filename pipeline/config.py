@@ -181,7 +181,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, overrides: Sequence[str]) -> "Config":
+    def replace(self, overrides: Sequence[str]) -> Config:
         """Returns a copy with ``section.key=value`` overrides applied."""
         return from_dict(apply_overrides(self.to_dict(), overrides))
 
@@ -193,9 +193,7 @@ class Config:
 def _fail_unknown(key: str, path: str, allowed: Sequence[str]) -> None:
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(
-        f"Unknown config key '{path}'.{hint} Allowed keys here: {', '.join(sorted(allowed))}."
-    )
+    raise ConfigError(f"Unknown config key '{path}'.{hint} Allowed keys here: {', '.join(sorted(allowed))}.")
 
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
@@ -205,8 +203,7 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
         allowed = get_args(annotation)
         if value not in allowed:
             raise ConfigError(
-                f"Invalid value {value!r} for '{path}'. Allowed values: "
-                f"{', '.join(map(str, allowed))}."
+                f"Invalid value {value!r} for '{path}'. Allowed values: {', '.join(map(str, allowed))}."
             )
         return value
     if origin is Union:
@@ -228,6 +225,11 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"'{path}' must be a number, got {value!r}.")
     if annotation is str:
         if value is None:
@@ -289,22 +291,30 @@ def _check_ranges(instance: Any, prefix: str) -> None:
             value = getattr(instance, name)
             _require(0.0 <= value < 1.0, f"'{p}{name}' must be in [0, 1), got {value}.")
     elif isinstance(instance, ModelConfig):
-        _require(instance.image_size == 0 or instance.image_size >= 16,
-                 f"'{p}image_size' must be 0 (backbone default) or at least 16.")
+        _require(
+            instance.image_size == 0 or instance.image_size >= 16,
+            f"'{p}image_size' must be 0 (backbone default) or at least 16.",
+        )
         _require(0.0 <= instance.dropout < 1.0, f"'{p}dropout' must be in [0, 1).")
         _require(bool(instance.weights), f"'{p}weights' must be imagenet, none or a file path.")
     elif isinstance(instance, TrainingConfig):
         _require(instance.batch_size >= 1, f"'{p}batch_size' must be at least 1.")
-        _require(instance.warmup_epochs >= 0 and instance.finetune_epochs >= 0,
-                 f"'{p}warmup_epochs' and '{p}finetune_epochs' must be >= 0.")
-        _require(instance.warmup_epochs + instance.finetune_epochs >= 1,
-                 f"'{p}warmup_epochs' + '{p}finetune_epochs' must be at least 1.")
+        _require(
+            instance.warmup_epochs >= 0 and instance.finetune_epochs >= 0,
+            f"'{p}warmup_epochs' and '{p}finetune_epochs' must be >= 0.",
+        )
+        _require(
+            instance.warmup_epochs + instance.finetune_epochs >= 1,
+            f"'{p}warmup_epochs' + '{p}finetune_epochs' must be at least 1.",
+        )
         _require(instance.learning_rate > 0, f"'{p}learning_rate' must be > 0.")
         _require(instance.finetune_learning_rate >= 0, f"'{p}finetune_learning_rate' must be >= 0.")
         _require(instance.unfreeze_layers >= -1, f"'{p}unfreeze_layers' must be -1 (all), 0 or more.")
         _require(0.0 <= instance.unfreeze_fraction <= 1.0, f"'{p}unfreeze_fraction' must be in [0, 1].")
-        _require(instance.steps_per_epoch >= 0 and instance.eval_steps >= 0,
-                 f"'{p}steps_per_epoch' and '{p}eval_steps' must be >= 0.")
+        _require(
+            instance.steps_per_epoch >= 0 and instance.eval_steps >= 0,
+            f"'{p}steps_per_epoch' and '{p}eval_steps' must be >= 0.",
+        )
         _require(instance.focal_loss_gamma >= 0, f"'{p}focal_loss_gamma' must be >= 0.")
         _require(0.0 <= instance.label_smoothing < 1.0, f"'{p}label_smoothing' must be in [0, 1).")
     elif isinstance(instance, EvaluationConfig):
@@ -314,8 +324,10 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         _require(instance.keep_versions >= 1, f"'{p}keep_versions' must be at least 1.")
         _require(instance.top_k >= 1, f"'{p}top_k' must be at least 1.")
         _require(instance.warmup_requests >= 0, f"'{p}warmup_requests' must be >= 0.")
-        _require(bool(instance.model_name) and "/" not in instance.model_name,
-                 f"'{p}model_name' must be a non-empty name without '/'.")
+        _require(
+            bool(instance.model_name) and "/" not in instance.model_name,
+            f"'{p}model_name' must be a non-empty name without '/'.",
+        )
     elif isinstance(instance, PipelineConfig):
         _require(instance.direct_num_workers >= 0, f"'{p}direct_num_workers' must be >= 0.")
         _require(bool(instance.name), f"'{p}name' must not be empty.")

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
+from visiontfx.components.evaluator.baseline_resolver import LatestBlessedOtherModelStrategy
 from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
 from visiontfx.pipeline.config import Config
@@ -73,7 +74,9 @@ def make_example_gen(config: Config, data_root: Any) -> Any:
     )
 
 
-def trainer_custom_config(config: Config, pipeline_root: str, class_names: Sequence[str] = ()) -> dict[str, Any]:
+def trainer_custom_config(
+    config: Config, pipeline_root: str, class_names: Sequence[str] = ()
+) -> dict[str, Any]:
     return {
         "model": dataclasses.asdict(config.model),
         "training": dataclasses.asdict(config.training),
@@ -94,7 +97,29 @@ def read_tfrecord_class_names(data_root: Any) -> list[str]:
     return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def create_pipeline(config: Config, locations: RunLocations, beam_pipeline_args: Sequence[str] = ()) -> tfx.dsl.Pipeline:
+def make_baseline_resolver(candidate: Any, local: bool) -> tfx.dsl.Resolver:
+    """The latest blessed model to compare against.
+
+    Locally the candidate is excluded (a re-run stays fully cached, see
+    baseline_resolver.py). The Kubeflow V2 compiler only knows TFX's own
+    strategy, so there the stock LatestBlessedModelStrategy is used.
+    """
+    channels: dict[str, Any] = {
+        "model": tfx.dsl.Channel(type=standard_artifacts.Model),
+        "model_blessing": tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
+    }
+    if local:
+        return tfx.dsl.Resolver(
+            strategy_class=LatestBlessedOtherModelStrategy, candidate=candidate, **channels
+        ).with_id("latest_blessed_model_resolver")
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **channels
+    ).with_id("latest_blessed_model_resolver")
+
+
+def create_pipeline(
+    config: Config, locations: RunLocations, beam_pipeline_args: Sequence[str] = ()
+) -> tfx.dsl.Pipeline:
     """Assembles the DAG; reads like the DAG."""
     data_root = locations.data_root if locations.data_root is not None else config.data.path
     class_names = read_tfrecord_class_names(data_root) if config.data.source == "tfrecord" else []
@@ -126,11 +151,7 @@ def create_pipeline(config: Config, locations: RunLocations, beam_pipeline_args:
         custom_config=trainer_custom_config(config, locations.pipeline_root, class_names),
     )
 
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    latest_blessed_model = make_baseline_resolver(trainer.outputs["model"], locations.metadata_path is not None)
 
     evaluator = tfx.components.Evaluator(
         examples=examples,
@@ -155,13 +176,21 @@ def create_pipeline(config: Config, locations: RunLocations, beam_pipeline_args:
         pipeline_name=config.pipeline.name,
         pipeline_root=locations.pipeline_root,
         components=[
-            example_gen, statistics_gen, schema_gen, example_validator, transform,
-            trainer, latest_blessed_model, evaluator, pusher,
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            transform,
+            trainer,
+            latest_blessed_model,
+            evaluator,
+            pusher,
         ],
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(locations.metadata_path)
-            if locations.metadata_path else None
+            if locations.metadata_path
+            else None
         ),
         beam_pipeline_args=list(beam_pipeline_args),
     )

@@ -78,9 +78,11 @@ def load_run(metadata_path: str, pipeline_name: str, run_id: str = "latest") -> 
         inputs: dict[str, list[Any]] = {}
         for event in events:
             key = event.path.steps[0].key if event.path.steps else ""
-            target = outputs if event.type in (
-                metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT
-            ) else inputs
+            target = (
+                outputs
+                if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+                else inputs
+            )
             target.setdefault(key, []).append(artifacts[event.artifact_id])
         components[node_id] = ComponentRun(
             node_id=node_id,

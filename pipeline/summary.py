@@ -32,10 +32,12 @@ def count_anomalies(anomalies_uri: str | None) -> dict[str, list[str]]:
 
     found: dict[str, list[str]] = {}
     for path in sorted(tf.io.gfile.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb"))):
-        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
+        split = os.path.basename(os.path.dirname(path))[len("Split-") :]
         anomalies = anomalies_pb2.Anomalies()
         anomalies.ParseFromString(tf.io.gfile.GFile(path, "rb").read())
-        found[split] = [f"{name}: {info.short_description}" for name, info in sorted(anomalies.anomaly_info.items())]
+        found[split] = [
+            f"{name}: {info.short_description}" for name, info in sorted(anomalies.anomaly_info.items())
+        ]
     return found
 
 
@@ -88,8 +90,14 @@ def format_summary(summary: dict[str, Any], split_evaluated: str) -> str:
         for reason, count in list(summary["rejection_reasons"].items())[:5]:
             lines.append(f"            rejected {count}× : {reason}")
     anomalies = {k: v for k, v in summary["anomalies"].items() if v}
-    lines.append("anomalies:  " + ("none" if not anomalies else "; ".join(
-        f"{split}: {', '.join(items)}" for split, items in anomalies.items())))
+    lines.append(
+        "anomalies:  "
+        + (
+            "none"
+            if not anomalies
+            else "; ".join(f"{split}: {', '.join(items)}" for split, items in anomalies.items())
+        )
+    )
     if summary["accuracy"] is not None:
         base = summary["baselines"]
         lines.append(

@@ -33,7 +33,11 @@ def baseline_metrics(evaluation_uri: str) -> dict[str, float]:
             continue
         for key_and_value in slice_metrics.metric_keys_and_values:
             key = key_and_value.key
-            if key.model_name == "baseline" and not key.is_diff and key_and_value.value.HasField("double_value"):
+            if (
+                key.model_name == "baseline"
+                and not key.is_diff
+                and key_and_value.value.HasField("double_value")
+            ):
                 metrics[key.name] = key_and_value.value.double_value.value
     return metrics
 
@@ -65,6 +69,11 @@ def validation_failures(evaluation_uri: str) -> list[dict[str, Any]]:
     failures = []
     for metrics_validation in result.metric_validations_per_slice:
         for failure in metrics_validation.failures:
-            failures.append({"metric": failure.metric_key.name, "value": failure.metric_value.double_value.value,
-                             "message": failure.message})
+            failures.append(
+                {
+                    "metric": failure.metric_key.name,
+                    "value": failure.metric_value.double_value.value,
+                    "message": failure.message,
+                }
+            )
     return failures

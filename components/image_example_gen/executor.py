@@ -98,8 +98,12 @@ class _IngestChunk(beam.DoFn):
                 self._rejected.inc()
                 yield beam.pvalue.TaggedOutput(
                     self.REJECTED,
-                    {"file": entry.key, "class": self._class_names[entry.label],
-                     "split": split, "reason": str(reason)},
+                    {
+                        "file": entry.key,
+                        "class": self._class_names[entry.label],
+                        "split": split,
+                        "reason": str(reason),
+                    },
                 )
                 continue
             self._ingested.inc()
@@ -118,8 +122,12 @@ def _progress_update(count: int) -> None:
         _PROGRESS_BAR.update(count)
 
 
-def summarize(summaries: Iterable[tuple[str, int, str, str, bool]], rejections: list[dict[str, str]],
-              class_names: list[str], ignored: list[str]) -> dict[str, Any]:
+def summarize(
+    summaries: Iterable[tuple[str, int, str, str, bool]],
+    rejections: list[dict[str, str]],
+    class_names: list[str],
+    ignored: list[str],
+) -> dict[str, Any]:
     """Builds the ingestion report from per-image summaries (pure; unit-tested)."""
     per_split: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     conversions: collections.Counter = collections.Counter()
@@ -135,8 +143,10 @@ def summarize(summaries: Iterable[tuple[str, int, str, str, bool]], rejections: 
         "rejected": len(rejections),
         "rejected_fraction": (len(rejections) / total) if total else 0.0,
         "splits": {
-            split: {"total": sum(counts.values()),
-                    "per_class": {name: counts.get(name, 0) for name in class_names}}
+            split: {
+                "total": sum(counts.values()),
+                "per_class": {name: counts.get(name, 0) for name in class_names},
+            }
             for split, counts in sorted(per_split.items())
         },
         "converted": dict(sorted(conversions.items())),
@@ -214,16 +224,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 results = (
                     pipeline
                     | "Chunks" >> beam.Create(chunks, reshuffle=True)
-                    | "Ingest" >> beam.ParDo(
-                        _IngestChunk(spec, class_names, options["max_image_side"])
-                    ).with_outputs(_IngestChunk.REJECTED, main="examples")
+                    | "Ingest"
+                    >> beam.ParDo(_IngestChunk(spec, class_names, options["max_image_side"])).with_outputs(
+                        _IngestChunk.REJECTED, main="examples"
+                    )
                 )
                 for split in split_names:
                     (
                         results.examples
                         | f"Only[{split}]" >> beam.Filter(lambda item, s=split: item[0] == s)
                         | f"Serialize[{split}]" >> beam.Map(lambda item: item[1].SerializeToString())
-                        | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                        | f"Write[{split}]"
+                        >> beam.io.WriteToTFRecord(
                             os.path.join(
                                 artifact_utils.get_split_uri([examples], split),
                                 EXAMPLES_FILE_PREFIX,

@@ -127,9 +127,7 @@ def list_image_folder(root: str | Path) -> tuple[list[str], list[Entry], list[st
     base = Path(root)
     if not base.is_dir():
         raise SourceError(f"Image folder not found: {base}")
-    classes = sorted(
-        p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise SourceError(f"{base} has no class sub-folders (expected <root>/<class>/<image>).")
     entries: list[Entry] = []
@@ -212,9 +210,7 @@ def _tfds_keys(builder: Any) -> tuple[str, str]:
 
     features = builder.info.features
     image_key = next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
-    label_key = next(
-        (k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None
-    )
+    label_key = next((k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None)
     if image_key is None or label_key is None:
         raise SourceError(f"TFDS dataset '{builder.name}' has no Image + ClassLabel features.")
     return image_key, label_key
@@ -231,8 +227,12 @@ def list_tfds(name: str, data_dir: str) -> tuple[list[str], list[Entry]]:
         dataset = builder.as_dataset(split=split, shuffle_files=False)
         for index, example in enumerate(dataset.map(lambda ex: ex[label_key]).as_numpy_iterator()):
             entries.append(
-                Entry(key=f"{split}/{index:07d}", label=int(example), source_split=source_split,
-                      locator=f"{split}:{index}")
+                Entry(
+                    key=f"{split}/{index:07d}",
+                    label=int(example),
+                    source_split=source_split,
+                    locator=f"{split}:{index}",
+                )
             )
         if index + 1 != info.num_examples:
             raise SourceError(f"TFDS split {split}: read {index + 1}, expected {info.num_examples}")
@@ -261,7 +261,9 @@ def list_source(spec: SourceSpec) -> tuple[list[str], list[Entry], list[str]]:
     raise SourceError(f"Unknown image source '{spec.kind}' (folder, fashion_mnist, tfds)")
 
 
-def read_chunk(spec: SourceSpec, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | np.ndarray | Exception]]:
+def read_chunk(
+    spec: SourceSpec, entries: Sequence[Entry]
+) -> Iterator[tuple[Entry, bytes | np.ndarray | Exception]]:
     """Yields (entry, file bytes or pixel array, or the read error) for a chunk."""
     if spec.kind == "folder":
         for entry in entries:

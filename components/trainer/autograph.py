@@ -16,7 +16,7 @@ def skip_tf_keras_in_autograph() -> None:
     rules = config.CONVERSION_RULES
     if any(isinstance(rule, config_lib.DoNotConvert) and rule._prefix == "tf_keras" for rule in rules):
         return
-    config.CONVERSION_RULES = (config_lib.DoNotConvert("tf_keras"),) + tuple(rules)
+    config.CONVERSION_RULES = (config_lib.DoNotConvert("tf_keras"), *tuple(rules))
 
 
 def is_tf_keras_skipped() -> bool:

@@ -90,7 +90,7 @@ def make_dataset(
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
         cycle_length=min(4, len(files)),
         num_parallel_calls=AUTOTUNE,
-        deterministic=not training,
+        deterministic=True,  # seeded runs must see batches in the same order
     )
     if training:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
@@ -106,7 +106,7 @@ def make_dataset(
         transformed = transform_layer(tf.io.parse_example(serialized, parse_spec))
         return transformed[IMAGE_FEATURE], transformed[LABEL_FEATURE]
 
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     if training and augmentation is not None:
         dataset = dataset.map(
             lambda images, labels: (augmentation(images, training=True), labels),

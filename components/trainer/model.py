@@ -65,9 +65,7 @@ def build_backbone(backbone: str, image_size: int, weights: str) -> tf_keras.Mod
     if backbone == "efficientnet_lite0":
         from visiontfx.components.trainer.efficientnet_lite import build_efficientnet_lite0
 
-        return build_efficientnet_lite0(
-            input_shape=shape, include_top=False, pooling="avg", weights=resolved
-        )
+        return build_efficientnet_lite0(input_shape=shape, include_top=False, pooling="avg", weights=resolved)
     if backbone == "small_cnn":
         if resolved is not None:
             raise WeightsUnavailableError("small_cnn has no pretrained weights; use model.weights=none.")
@@ -139,7 +137,7 @@ def unfreeze_top(backbone: tf_keras.Model, layers: int, fraction: float = 0.0) -
     backbone.trainable = True
     all_layers = backbone.layers
     if fraction > 0:
-        count = int(round(len(all_layers) * fraction))
+        count = round(len(all_layers) * fraction)
     elif layers < 0:
         count = len(all_layers)
     else:

@@ -53,7 +53,7 @@ class TrainerSettings:
     class_names: Sequence[str] = ()
 
     @classmethod
-    def from_custom_config(cls, custom_config: Mapping[str, Any]) -> "TrainerSettings":
+    def from_custom_config(cls, custom_config: Mapping[str, Any]) -> TrainerSettings:
         return cls(
             model=custom_config["model"],
             training=custom_config["training"],
@@ -79,8 +79,13 @@ class SparseFocalLoss(tf_keras.losses.Loss):
     examples, the handbook's remedy for strong class imbalance.
     """
 
-    def __init__(self, num_classes: int, gamma: float = 0.0, label_smoothing: float = 0.0,
-                 name: str = "sparse_focal_loss") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        gamma: float = 0.0,
+        label_smoothing: float = 0.0,
+        name: str = "sparse_focal_loss",
+    ) -> None:
         super().__init__(name=name)
         self.num_classes, self.gamma, self.label_smoothing = num_classes, gamma, label_smoothing
 
@@ -93,8 +98,12 @@ class SparseFocalLoss(tf_keras.losses.Loss):
         return tf.reduce_sum(weight * cross_entropy, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, "gamma": self.gamma,
-                "label_smoothing": self.label_smoothing, "name": self.name}
+        return {
+            "num_classes": self.num_classes,
+            "gamma": self.gamma,
+            "label_smoothing": self.label_smoothing,
+            "name": self.name,
+        }
 
 
 def make_loss(num_classes: int, training: Mapping[str, Any]) -> Any:
@@ -125,8 +134,11 @@ def baselines(eval_counts: Sequence[int]) -> dict[str, float]:
 def checkpoint_fingerprint(fn_args: Any, custom_config: Mapping[str, Any]) -> str:
     """Same inputs and config → same checkpoint folder, so a re-run resumes."""
     key = json.dumps(
-        {"train": list(fn_args.train_files), "transform": fn_args.transform_output,
-         "config": {k: v for k, v in custom_config.items() if k != "checkpoint_root"}},
+        {
+            "train": list(fn_args.train_files),
+            "transform": fn_args.transform_output,
+            "config": {k: v for k, v in custom_config.items() if k != "checkpoint_root"},
+        },
         sort_keys=True,
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -140,26 +152,35 @@ class LearningRateLogger(tf_keras.callbacks.Callback):
             logs["learning_rate"] = float(tf_keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
-def make_callbacks(settings: TrainerSettings, phase: str, log_dir: str, backup_dir: str,
-                   steps_per_epoch: int) -> list[tf_keras.callbacks.Callback]:
+def make_callbacks(
+    settings: TrainerSettings, phase: str, log_dir: str, backup_dir: str, steps_per_epoch: int
+) -> list[tf_keras.callbacks.Callback]:
     training = settings.training
     return [
         LearningRateLogger(),
         tf_keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=int(training["early_stopping_patience"]),
-            restore_best_weights=True, verbose=1,
+            monitor="val_loss",
+            patience=int(training["early_stopping_patience"]),
+            restore_best_weights=True,
+            verbose=1,
         ),
         tf_keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.2, patience=int(training["reduce_lr_patience"]),
-            min_lr=1e-7, verbose=1,
+            monitor="val_loss",
+            factor=0.2,
+            patience=int(training["reduce_lr_patience"]),
+            min_lr=1e-7,
+            verbose=1,
         ),
         tf_keras.callbacks.BackupAndRestore(
-            os.path.join(backup_dir, phase), save_freq=max(1, steps_per_epoch // 4),
+            os.path.join(backup_dir, phase),
+            save_freq=max(1, steps_per_epoch // 4),
             delete_checkpoint=True,
         ),
         tf_keras.callbacks.ModelCheckpoint(
             os.path.join(log_dir, "checkpoints", f"{phase}-best.weights.h5"),
-            monitor="val_loss", save_best_only=True, save_weights_only=True,
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
         ),
         tf_keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "tensorboard"), update_freq="epoch"),
     ]
@@ -188,7 +209,9 @@ def run_fn(fn_args: Any) -> None:
     train_counts = data.split_class_counts(report, "train", class_names)
     eval_counts = data.split_class_counts(report, "eval", class_names)
     if not sum(train_counts):  # no report (ImportExampleGen): count the records
-        train_counts = [data.count_records(data.list_files(fn_args.train_files))] + [0] * (len(class_names) - 1)
+        train_counts = [data.count_records(data.list_files(fn_args.train_files))] + [0] * (
+            len(class_names) - 1
+        )
         eval_counts = [data.count_records(data.list_files(fn_args.eval_files))] + [0] * (len(class_names) - 1)
 
     strategy_name = hardware.resolve_strategy_name(training["strategy"])
@@ -197,17 +220,21 @@ def run_fn(fn_args: Any) -> None:
     hardware.apply_precision(policy)
     global_batch = int(training["batch_size"]) * strategy.num_replicas_in_sync
     steps_per_epoch = int(training["steps_per_epoch"]) or max(1, sum(train_counts) // global_batch)
-    eval_steps = int(training["eval_steps"]) or max(1, math.ceil(sum(eval_counts) / global_batch))
+    # None: the whole eval split each epoch (it is read once, not repeated).
+    eval_steps = int(training["eval_steps"]) or None
     print(
         f"[Trainer] {settings.model['backbone']} @ {settings.image_size}px, {len(class_names)} classes, "
         f"strategy={strategy_name} ({strategy.num_replicas_in_sync} replicas), precision={policy}, "
-        f"global batch {global_batch}, {steps_per_epoch} steps/epoch, {eval_steps} eval steps",
+        f"global batch {global_batch}, {steps_per_epoch} steps/epoch, "
+        f"{sum(train_counts)} train / {sum(eval_counts)} eval images",
         flush=True,
     )
 
     augmentation = build_augmentation(settings.augmentation, seed)
     train_dataset = data.make_dataset(fn_args.train_files, tft_output, global_batch, True, seed, augmentation)
-    eval_dataset = data.make_dataset(fn_args.eval_files, tft_output, global_batch, False, seed, repeat=True)
+    eval_dataset = data.make_dataset(
+        fn_args.eval_files, tft_output, global_batch, False, seed, repeat=bool(eval_steps)
+    )
     balanced = bool(training["class_weighting"]) and sum(train_counts) > 0
 
     backup_dir = os.path.join(
@@ -216,16 +243,22 @@ def run_fn(fn_args: Any) -> None:
     )
     with strategy.scope():
         model, backbone = build_classifier(
-            settings.model["backbone"], len(class_names), settings.image_size,
-            settings.model["weights"], float(settings.model["dropout"]),
+            settings.model["backbone"],
+            len(class_names),
+            settings.image_size,
+            settings.model["weights"],
+            float(settings.model["dropout"]),
             output_bias=None if balanced else prior_logits(train_counts),
         )
         loss = make_loss(len(class_names), training)
 
     history: dict[str, Any] = {"phases": [], "epochs": []}
     fit_kwargs = dict(
-        x=train_dataset, validation_data=eval_dataset, steps_per_epoch=steps_per_epoch,
-        validation_steps=eval_steps, verbose=_verbosity(),
+        x=train_dataset,
+        validation_data=eval_dataset,
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=eval_steps,
+        verbose=_verbosity(),
         class_weight=class_weights(train_counts) if balanced else None,
     )
 
@@ -236,8 +269,11 @@ def run_fn(fn_args: Any) -> None:
         history["phases"].append({"name": name, "first_epoch": first_epoch, "epochs": epochs_run})
         for offset in range(epochs_run):
             history["epochs"].append(
-                {"epoch": first_epoch + offset, "phase": name,
-                 **{k: float(v[offset]) for k, v in result.history.items()}}
+                {
+                    "epoch": first_epoch + offset,
+                    "phase": name,
+                    **{k: float(v[offset]) for k, v in result.history.items()},
+                }
             )
 
     warmup_epochs = int(training["warmup_epochs"])
@@ -272,7 +308,7 @@ def run_fn(fn_args: Any) -> None:
                 layers = int(training["unfreeze_layers"])
                 trainable = unfreeze_top(
                     backbone,
-                    layers if layers < 0 else int(round(layers * depth_share)),
+                    layers if layers < 0 else round(layers * depth_share),
                     float(training["unfreeze_fraction"]) * depth_share,
                 )
                 compile_model(model, settings.finetune_learning_rate, loss, policy)
@@ -295,8 +331,13 @@ def run_fn(fn_args: Any) -> None:
         tf.io.gfile.rmtree(backup_dir)
 
 
-def export_model(model: tf_keras.Model, tft_output: tft.TFTransformOutput, class_names: Sequence[str],
-                 top_k: int, serving_model_dir: str) -> str:
+def export_model(
+    model: tf_keras.Model,
+    tft_output: tft.TFTransformOutput,
+    class_names: Sequence[str],
+    top_k: int,
+    serving_model_dir: str,
+) -> str:
     """Saves the SavedModel; non-chief workers save to a scratch dir (MultiWorker rule)."""
     from visiontfx.components.serving.signatures import build_signatures
 

@@ -48,7 +48,9 @@ def images_from_bytes(encoded: tf.Tensor, image_size: int, backbone: str) -> tf.
     return scale_pixels(images, backbone)
 
 
-def preprocessing_fn(inputs: Mapping[str, tf.Tensor], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+def preprocessing_fn(
+    inputs: Mapping[str, tf.Tensor], custom_config: Mapping[str, Any]
+) -> dict[str, tf.Tensor]:
     """TFX Transform entry point (referenced by name from the pipeline).
 
     ``custom_config`` carries ``backbone`` and ``image_size``. No full-pass

@@ -1,0 +1,55 @@
+# The visiontfx pipeline image: TFX 1.16 plus this project's wheel. Kubeflow
+# Pipelines runs every pipeline component in it (the module functions are
+# referenced by name, so no user code is uploaded at compile time), and the
+# scheduled-run CronJob runs `visiontfx submit` in it.
+#
+#   docker build -t ghcr.io/visiontfx/visiontfx:0.1.0 .
+#
+# Needs BuildKit (the default builder since Docker 23) for RUN --mount.
+# The base is pinned by tag; pin it by digest at release time with
+#   docker buildx imagetools inspect tensorflow/tfx:1.16.0
+# and write FROM tensorflow/tfx:1.16.0@sha256:<digest> in both stages.
+
+# --- builder: turn the source tree into a wheel -------------------------------
+FROM tensorflow/tfx:1.16.0 AS builder
+WORKDIR /src
+# The repository root is the visiontfx package; .dockerignore keeps the
+# context to the sources (no .venv, outputs, data, tests, .git).
+COPY . .
+RUN python -m pip wheel --no-deps --no-cache-dir --wheel-dir /wheels .
+
+# --- runtime: the TFX image plus the wheel ------------------------------------
+FROM tensorflow/tfx:1.16.0
+
+LABEL org.opencontainers.image.title="visiontfx" \
+      org.opencontainers.image.description="TFX 1.16 image-classification pipeline" \
+      org.opencontainers.image.base.name="docker.io/tensorflow/tfx:1.16.0"
+
+# Transform and TFMA in TFX 1.16 need Keras 2 (tf_keras): this must be set
+# before anything imports TensorFlow, in every process of the image.
+ENV TF_USE_LEGACY_KERAS=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The wheel and whatever its pinned dependencies need beyond the base image,
+# resolved against the project's constraints. Both are bind-mounted (the wheel
+# from the builder, constraints.txt from the context): neither stays in a layer.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    --mount=type=bind,source=constraints.txt,target=/tmp/constraints.txt \
+    python -m pip install --no-cache-dir -c /tmp/constraints.txt /wheels/visiontfx-*.whl
+
+# A numeric non-root user, so Kubernetes' runAsNonRoot can verify it; the same
+# uid (10001) as the manifests' securityContext.
+RUN groupadd --gid 10001 visiontfx \
+    && useradd --no-log-init --uid 10001 --gid 10001 --create-home --home-dir /home/visiontfx visiontfx
+USER 10001:10001
+WORKDIR /home/visiontfx
+
+# Kubeflow Pipelines and the CronJob set the command for each container; the
+# base image's entrypoint (Beam's worker boot) stays, so this image also
+# works as a Dataflow worker image.
+#
+# No HEALTHCHECK: every container of this image is a run-to-completion task,
+# and Kubernetes ignores Docker health checks anyway.
+# checkov:skip=CKV_DOCKER_2:Batch image - containers run to completion and Kubernetes ignores HEALTHCHECK

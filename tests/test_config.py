@@ -1,0 +1,99 @@
+"""Configuration: typed, validated, loaded from YAML with CLI overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visiontfx.pipeline.config import (
+    DEMO_CONFIG,
+    Config,
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load_config,
+)
+
+
+def test_shipped_configs_are_valid() -> None:
+    for path in sorted(DEMO_CONFIG.parent.glob("*.yaml")):
+        config = load_config(path)
+        assert isinstance(config, Config), path
+
+
+def test_demo_config_is_the_default() -> None:
+    config = load_config()
+    assert config.data.source == "fashion_mnist"
+    assert config.model.backbone == "efficientnet_lite0"
+    assert config.model.weights == "imagenet"
+
+
+def test_overrides_are_typed_like_yaml() -> None:
+    config = load_config(None, ["training.batch_size=16", "training.learning_rate=2e-4",
+                                "augmentation.enabled=false", "serving.model_name=shoes"])
+    assert config.training.batch_size == 16
+    assert config.training.learning_rate == pytest.approx(2e-4)
+    assert config.augmentation.enabled is False
+    assert config.serving.model_name == "shoes"
+
+
+def test_int_given_for_float_is_accepted() -> None:
+    assert from_dict({"training": {"learning_rate": 1}}).training.learning_rate == 1.0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"modle": {}}, "Unknown config key 'modle'. Did you mean 'model'?"),
+        ({"model": {"backbon": "x"}}, "Unknown config key 'model.backbon'. Did you mean 'backbone'?"),
+        ({"model": {"backbone": "resnet50"}}, "Allowed values: efficientnet_lite0"),
+        ({"training": {"precision": "fp8"}}, "'training.precision'"),
+        ({"training": {"batch_size": "big"}}, "'training.batch_size' must be an integer"),
+        ({"training": {"batch_size": 0}}, "'training.batch_size' must be at least 1"),
+        ({"augmentation": {"enabled": "yes"}}, "'augmentation.enabled' must be true or false"),
+        ({"data": {"splits": {"train": 0.5, "eval": 0.1, "test": 0.1}}}, "must add up to 1"),
+        ({"data": {"source": "folder"}}, "'data.path' is required when source is 'folder'"),
+        ({"data": {"source": "tfds"}}, "'data.tfds_name' is required"),
+        ({"evaluation": {"min_accuracy": 1.5}}, "'evaluation.min_accuracy'"),
+        ({"serving": {"model_name": "a/b"}}, "'serving.model_name'"),
+        ({"training": {"warmup_epochs": 0, "finetune_epochs": 0}}, "at least 1"),
+        ({"model": "lite"}, "'model' must be a mapping"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        from_dict(values)
+    assert message in str(error.value)
+
+
+def test_override_syntax_errors() -> None:
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_overrides({}, ["training.batch_size"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"model": {"backbone": "x"}}, ["model.backbone.size=3"])
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(bad)
+
+
+def test_replace_revalidates() -> None:
+    config = load_config()
+    assert config.replace(["data.max_train_images=10"]).data.max_train_images == 10
+    with pytest.raises(ConfigError):
+        config.replace(["data.max_train_images=-1"])
+
+
+def test_cli_reports_config_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from visiontfx.pipeline.cli import main
+
+    assert main(["config", "model.backbon=x"]) == 2
+    assert "Did you mean 'backbone'" in capsys.readouterr().err
+    assert main(["config", "training.seed=7"]) == 0
+    assert "seed: 7" in capsys.readouterr().out
