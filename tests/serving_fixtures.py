@@ -10,10 +10,14 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
 import io
+import json
 import os
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -53,8 +57,10 @@ def build_test_model(export_dir: str | Path, seed: int = 0, top_k: int = 3) -> s
 
     from visiontfx.components.image_example_gen.executor import IMAGE_KEY
     from visiontfx.components.serving.signatures import make_signatures
+    from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
     from visiontfx.components.transform.preprocessing import images_from_bytes
 
+    skip_tf_keras_in_autograph()  # tracing tf_keras internals costs ~20 s otherwise
     tf_keras.utils.set_random_seed(seed)
     model = tf_keras.Sequential(
         [
@@ -83,11 +89,20 @@ def push(model_dir: str, serving_dir: Path, warmup: list[bytes] | None = None, *
     return push_model(model_dir, base, PushSettings(**settings), warmup_images=warmup)
 
 
+_BUILT: dict[str, list[str]] = {}
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Two exports with different weights (so answers tell versions apart)."""
-    root = tmp_path_factory.mktemp("test_models")
-    return [build_test_model(root / f"model_{seed}", seed=seed) for seed in (1, 2)]
+    """Two exports with different weights (so answers tell versions apart).
+
+    Each test module that imports a fixture gets its own copy of it, so the
+    session cache lives here: the models are built once per test session.
+    """
+    if "models" not in _BUILT:
+        root = tmp_path_factory.mktemp("test_models")
+        _BUILT["models"] = [build_test_model(root / f"model_{seed}", seed=seed) for seed in (1, 2)]
+    return _BUILT["models"]
 
 
 def start_local_server(serving_dir: Path, **options: Any) -> Any:
@@ -95,7 +110,9 @@ def start_local_server(serving_dir: Path, **options: Any) -> Any:
     from visiontfx.components.serving.server import LocalModelServer, ServerOptions
 
     options.setdefault("poll_seconds", 0.2)
-    server = LocalModelServer(ServerOptions(serving_dir=str(serving_dir), rest_port=0, grpc_port=0, **options))
+    server = LocalModelServer(
+        ServerOptions(serving_dir=str(serving_dir), rest_port=0, grpc_port=0, **options)
+    )
     server.start()
     return server
 
@@ -112,3 +129,55 @@ def server_factory() -> Iterator[Any]:
     yield factory
     for server in servers:
         server.stop()
+
+
+def rest(port: int, method: str, path: str, payload: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+    """One HTTP request to the local server: (status, decoded JSON)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def b64(images: list[bytes]) -> list[dict[str, str]]:
+    return [{"b64": base64.b64encode(image).decode()} for image in images]
+
+
+def examples(images: list[bytes]) -> list[bytes]:
+    """Serialized tf.Examples holding each image as ``image/encoded``."""
+    import tensorflow as tf
+
+    return [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}
+            )
+        ).SerializeToString()
+        for image in images
+    ]
+
+
+def in_process(
+    version_dir: str, images: list[bytes], signature: str = "serving_default"
+) -> dict[str, np.ndarray]:
+    """The reference answer: the SavedModel's own signature called in this process."""
+    import tensorflow as tf
+
+    function = tf.saved_model.load(version_dir).signatures[signature]
+    argument = {"image_bytes": images} if signature == "serving_default" else {"inputs": examples(images)}
+    return {
+        name: value.numpy()
+        for name, value in function(**{k: tf.constant(v) for k, v in argument.items()}).items()
+    }
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)

@@ -60,7 +60,9 @@ class PushSettings:
     canary: bool = False
     warmup_requests: int = 8
     warmup_examples_uri: str = ""
-    batching: serving_config.BatchingSettings = serving_config.BatchingSettings()
+    batching: serving_config.BatchingSettings = dataclasses.field(
+        default_factory=serving_config.BatchingSettings
+    )
 
     def __post_init__(self) -> None:
         if self.keep_versions < 1:
@@ -92,7 +94,9 @@ class Executor(tfx_pusher_executor.Executor):
         exec_properties: dict[str, Any],
     ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+        )
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
             return
@@ -102,7 +106,9 @@ class Executor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise NotImplementedError("This Pusher pushes to a filesystem base_directory only.")
         base_directory = destination.filesystem.base_directory
-        custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null")
+        custom_config = json_utils.loads(
+            exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null"
+        )
         settings = PushSettings.from_custom_config(custom_config, base_directory)
 
         serving_path = push_model(model_path, base_directory, settings)
@@ -196,7 +202,9 @@ def _prepare_version(staging: str, settings: PushSettings, warmup_images: Sequen
     from visiontfx.components.serving import signatures
 
     if not signatures.mark_classify_signature(staging):
-        logging.warning("%s has no %r signature: :classify will not work.", staging, signatures.CLASSIFY_SIGNATURE)
+        logging.warning(
+            "%s has no %r signature: :classify will not work.", staging, signatures.CLASSIFY_SIGNATURE
+        )
     images = list(warmup_images) if warmup_images is not None else find_warmup_images(staging, settings)
     if images:
         write_warmup_file(staging, images[: settings.warmup_requests], settings.model_name)
@@ -250,9 +258,16 @@ def write_serving_configs(
             existing = serving_config.parse_models_config(handle.read())
     base_path = os.path.abspath(base_directory) if _is_local(base_directory) else base_directory
     entry = serving_config.model_config(
-        settings.model_name, base_path, versions, settings.keep_versions, settings.version_policy, settings.canary
+        settings.model_name,
+        base_path,
+        versions,
+        settings.keep_versions,
+        settings.version_policy,
+        settings.canary,
     )
-    _write_text(models_path, serving_config.render_models_config(serving_config.merge_model_config(existing, entry)))
+    _write_text(
+        models_path, serving_config.render_models_config(serving_config.merge_model_config(existing, entry))
+    )
     _write_text(
         os.path.join(serving_dir, serving_config.BATCHING_CONFIG),
         serving_config.render_batching_config(settings.batching),

@@ -173,7 +173,11 @@ def mark_classify_signature(export_dir: str, signature_name: str = CLASSIFY_SIGN
             continue
         signature = meta_graph.signature_def[signature_name]
         outputs = set(signature.outputs)
-        if list(signature.inputs) != [EXAMPLES_INPUT] or not outputs or not outputs <= set(CLASSIFY_OUTPUT_KEYS):
+        if (
+            list(signature.inputs) != [EXAMPLES_INPUT]
+            or not outputs
+            or not outputs <= set(CLASSIFY_OUTPUT_KEYS)
+        ):
             raise ValueError(
                 f"Signature {signature_name!r} cannot be a classify signature: TF Serving needs the input "
                 f"{EXAMPLES_INPUT!r} and outputs among {CLASSIFY_OUTPUT_KEYS}, it has "
@@ -220,7 +224,9 @@ def save_warmup_images(export_dir: str, example_file_patterns: Iterable[str], co
     target = os.path.join(export_dir, WARMUP_IMAGES_DIR)
     tf.io.gfile.makedirs(target)
     for index, data in enumerate(images):
-        with tf.io.gfile.GFile(os.path.join(target, f"{index:03d}.{image_format(data) or 'bin'}"), "wb") as out:
+        with tf.io.gfile.GFile(
+            os.path.join(target, f"{index:03d}.{image_format(data) or 'bin'}"), "wb"
+        ) as out:
             out.write(data)
     return len(images)
 

@@ -1,0 +1,103 @@
+"""``visiontfx predict IMAGE...``: top-k classes from a running TF Serving (or the local server).
+
+visiontfx predict shoe.png bag.jpg --url http://127.0.0.1:8501 --model fashion
+visiontfx predict shoe.png --grpc 127.0.0.1:8500 --label canary --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from visiontfx.components.serving.client import ServingClient, ServingClientError, TopK
+
+BATCH = 32  # images per request
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, GIF or BMP files")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--url", help="REST endpoint (default: http://127.0.0.1:8501)")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint, e.g. 127.0.0.1:8500")
+    parser.add_argument("--model", help="model name (default: serving.model_name of --config)")
+    parser.add_argument("--config", help="YAML config file giving the default model name")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="a specific model version")
+    which.add_argument("--label", help="a version label, e.g. stable or canary")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+
+
+def format_results(results: Sequence[tuple[str, TopK]]) -> str:
+    """A readable block per image: best class first, scores as percentages."""
+    lines = []
+    for name, top_k in results:
+        best, score = top_k[0] if top_k else ("?", 0.0)
+        lines.append(f"{name}: {best} ({score:.1%})")
+        width = max((len(label) for label, _ in top_k), default=0)
+        lines.extend(f"    {label:<{width}}  {value:7.2%}" for label, value in top_k)
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    model = args.model
+    if not model:
+        from visiontfx.pipeline.config import load_config
+
+        model = load_config(args.config).serving.model_name
+    paths = [Path(name) for name in args.images]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        print(f"visiontfx predict: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    url = None if args.grpc else (args.url or "http://127.0.0.1:8501")
+    client = ServingClient(
+        url=url,
+        grpc_target=args.grpc,
+        model=model,
+        version=args.version,
+        label=args.label,
+        timeout=args.timeout,
+    )
+    results: list[tuple[str, TopK]] = []
+    try:
+        with client:
+            for start in range(0, len(paths), BATCH):
+                chunk = paths[start : start + BATCH]
+                answers = client.predict([path.read_bytes() for path in chunk])
+                results.extend(zip((str(path) for path in chunk), answers, strict=True))
+    except ServingClientError as error:
+        problem = (
+            "cannot be reached" if error.code == "UNAVAILABLE" else f"refused the request ({error.code})"
+        )
+        print(f"visiontfx predict: {client.endpoint} {problem}: {error.message}", file=sys.stderr)
+        return 1
+    except OSError as error:  # connection refused, DNS, timeout
+        print(f"visiontfx predict: cannot reach {client.endpoint}: {error}", file=sys.stderr)
+        return 1
+    target = (
+        f"version {args.version}"
+        if args.version is not None
+        else f"label {args.label}"
+        if args.label
+        else "latest"
+    )
+    if args.json:
+        payload: dict[str, Any] = {
+            "endpoint": client.endpoint,
+            "model": model,
+            "version": args.version,
+            "label": args.label,
+            "predictions": [
+                {"image": name, "top_k": [{"class": label, "score": score} for label, score in top_k]}
+                for name, top_k in results
+            ],
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(f"model {model} ({target}) at {client.endpoint}")
+        print(format_results(results))
+    return 0

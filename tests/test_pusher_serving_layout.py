@@ -1,0 +1,387 @@
+"""The Pusher executor: TF Serving's layout, configs and warmup file, atomic pushes, and a
+running server following pushes (new versions, moving labels, unloading) without a restart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import serving_fixtures
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from serving_fixtures import (
+    MODEL_NAME,
+    b64,
+    in_process,
+    push,
+    rest,
+    sample_images,
+    start_local_server,
+    wait_for,
+)
+
+from visiontfx.components.pusher import serving_config as sc
+
+tiny_models = serving_fixtures.tiny_models  # shared fixture, found by pytest under this name
+IMAGES = sample_images(4)
+
+
+# --------------------------------------------------------------------------
+# Pure rendering (no TFX, no TensorFlow)
+
+
+def _proto_class(file_name: str, message: str, fields: list[tuple[str, str, int, int, str]]) -> Any:
+    """A message class built from a descriptor: (message, field, number, type, type_name) per field.
+
+    BatchingParameters and MonitoringConfig are not in tensorflow-serving-api;
+    these mirror TF Serving's session_bundle_config.proto and monitoring_config.proto.
+    """
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name=file_name,
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    messages: dict[str, descriptor_pb2.DescriptorProto] = {}
+    for owner, name, number, kind, type_name in fields:
+        if owner not in messages:
+            messages[owner] = file_proto.message_type.add(name=owner)
+        label = F.LABEL_REPEATED if name == "allowed_batch_sizes" else F.LABEL_OPTIONAL
+        field = messages[owner].field.add(name=name, number=number, type=kind, label=label)
+        if type_name:
+            field.type_name = type_name
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(wrappers_descriptor()))
+    pool.Add(file_proto)
+    descriptor = pool.FindMessageTypeByName(f"tensorflow.serving.{message}")
+    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+
+
+def wrappers_descriptor() -> bytes:
+    from google.protobuf import wrappers_pb2
+
+    proto = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(proto)
+    return proto.SerializeToString()
+
+
+F = descriptor_pb2.FieldDescriptorProto
+INT64_WRAPPER = (F.TYPE_MESSAGE, ".google.protobuf.Int64Value")
+BATCHING_FIELDS = [
+    ("BatchingParameters", "max_batch_size", 1, *INT64_WRAPPER),
+    ("BatchingParameters", "batch_timeout_micros", 2, *INT64_WRAPPER),
+    ("BatchingParameters", "max_enqueued_batches", 3, *INT64_WRAPPER),
+    ("BatchingParameters", "num_batch_threads", 4, *INT64_WRAPPER),
+    ("BatchingParameters", "thread_pool_name", 5, F.TYPE_MESSAGE, ".google.protobuf.StringValue"),
+    ("BatchingParameters", "allowed_batch_sizes", 6, F.TYPE_INT64, ""),
+    ("BatchingParameters", "pad_variable_length_inputs", 7, F.TYPE_BOOL, ""),
+]
+MONITORING_FIELDS = [
+    ("PrometheusConfig", "enable", 1, F.TYPE_BOOL, ""),
+    ("PrometheusConfig", "path", 2, F.TYPE_STRING, ""),
+    ("MonitoringConfig", "prometheus_config", 1, F.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig"),
+]
+
+
+def test_batching_and_monitoring_configs_parse_as_tf_serving_protos() -> None:
+    batching = text_format.Parse(
+        sc.render_batching_config(sc.BatchingSettings()),
+        _proto_class("session_bundle_config.proto", "BatchingParameters", BATCHING_FIELDS)(),
+    )
+    assert batching.max_batch_size.value == 32 and batching.num_batch_threads.value == 4
+    assert list(batching.allowed_batch_sizes) == [1, 2, 4, 8, 16, 32]
+    monitoring = text_format.Parse(
+        sc.render_monitoring_config(),
+        _proto_class("monitoring_config.proto", "MonitoringConfig", MONITORING_FIELDS)(),
+    )
+    assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == sc.PROMETHEUS_PATH
+
+
+def test_batching_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="end with max_batch_size"):
+        sc.BatchingSettings(max_batch_size=16)
+    with pytest.raises(ValueError, match="Unknown batching settings"):
+        sc.BatchingSettings.from_mapping({"max_batch": 8})
+    custom = sc.BatchingSettings.from_mapping({"max_batch_size": 8, "allowed_batch_sizes": [4, 8]})
+    assert custom.allowed_batch_sizes == (4, 8)
+
+
+def test_versions_and_labels() -> None:
+    assert sc.integer_versions(["3", ".push-4-ab12", "10", "tmp", "2.5"]) == [3, 10]
+    assert sc.version_labels([]) == {}
+    assert sc.version_labels([7]) == {"stable": 7, "canary": 7}
+    assert sc.version_labels([5, 9]) == {"stable": 9, "canary": 9}
+    assert sc.version_labels([9, 5], canary=True) == {"stable": 5, "canary": 9}
+
+
+def test_models_config_policies_labels_and_merge() -> None:
+    latest = sc.model_config("fashion", "/srv/fashion", [1, 2, 3], keep_versions=3, canary=True)
+    assert latest.model_version_policy.latest.num_versions == 3
+    assert dict(latest.version_labels) == {"stable": 2, "canary": 3}
+    specific = sc.model_config("fashion", "/srv/fashion", [1, 2, 3], 3, policy="specific", canary=True)
+    assert list(specific.model_version_policy.specific.versions) == [2, 3]
+    with pytest.raises(ValueError, match="Unknown version policy"):
+        sc.model_config("fashion", "/srv/fashion", [1], 1, policy="all")  # type: ignore[arg-type]
+
+    other = sc.model_config("digits", "/srv/digits", [4], 1)
+    merged = sc.merge_model_config(sc.merge_model_config(None, other), latest)
+    merged = sc.merge_model_config(merged, specific)  # replaces fashion, keeps digits
+    parsed = sc.parse_models_config(sc.render_models_config(merged))
+    assert [c.name for c in parsed.model_config_list.config] == ["digits", "fashion"]
+    assert parsed.model_config_list.config[1].model_platform == "tensorflow"
+    assert parsed.model_config_list.config[1].model_version_policy.WhichOneof("policy_choice") == "specific"
+
+
+def test_warmup_records_are_prediction_logs() -> None:
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = [prediction_log_pb2.PredictionLog.FromString(r) for r in sc.warmup_records(IMAGES, "m")]
+    assert len(records) == len(IMAGES) + 1
+    batch = records[-1].predict_log.request
+    assert batch.model_spec.name == "m" and batch.model_spec.signature_name == "serving_default"
+    assert list(batch.inputs["image_bytes"].string_val) == IMAGES
+    assert batch.inputs["image_bytes"].tensor_shape.dim[0].size == len(IMAGES)
+
+
+def test_push_settings_from_custom_config() -> None:
+    from visiontfx.components.pusher.executor import PushSettings
+
+    settings = PushSettings.from_custom_config(None, "/srv/models/fashion/")
+    assert (settings.model_name, settings.keep_versions, settings.canary) == ("fashion", 3, False)
+    settings = PushSettings.from_custom_config(
+        {"keep_versions": 2, "batching": {"num_batch_threads": 8}}, "/x/m"
+    )
+    assert settings.keep_versions == 2 and settings.batching.num_batch_threads == 8
+    with pytest.raises(ValueError, match="Unknown Pusher custom_config keys"):
+        PushSettings.from_custom_config({"keep": 2}, "/x/m")
+    with pytest.raises(ValueError, match="keep_versions"):
+        PushSettings.from_custom_config({"keep_versions": 0}, "/x/m")
+
+
+# --------------------------------------------------------------------------
+# Pushing
+
+
+def _write_examples(path: Path, images: list[bytes]) -> str:
+    """A GZIP TFRecord of tf.Examples like ExampleGen's, returns a glob for it."""
+    import tensorflow as tf
+
+    path.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path / "data.gz"), options="GZIP") as writer:
+        for record in serving_fixtures.examples(images):
+            writer.write(record)
+    return str(path / "*")
+
+
+def _read_warmup(version_dir: str) -> list[Any]:
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(version_dir, sc.WARMUP_FILE)
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+
+
+def test_push_writes_what_tf_serving_reads(tiny_models: list[str], tmp_path: Path) -> None:
+    from tensorflow.python.saved_model import fingerprinting_utils, loader_impl
+
+    examples = _write_examples(tmp_path / "examples", IMAGES)
+    version_dir = push(tiny_models[0], tmp_path / "serving", warmup_examples_uri=examples, warmup_requests=3)
+    base = Path(version_dir).parent
+    assert os.listdir(base) == [Path(version_dir).name]  # no staging leftovers
+
+    config = sc.parse_models_config((tmp_path / "serving" / sc.MODELS_CONFIG).read_text())
+    (entry,) = config.model_config_list.config
+    assert (entry.name, entry.base_path, entry.model_platform) == (MODEL_NAME, str(base), "tensorflow")
+    assert entry.model_version_policy.latest.num_versions == 3
+    assert dict(entry.version_labels) == {
+        "stable": int(Path(version_dir).name),
+        "canary": int(Path(version_dir).name),
+    }
+    assert (tmp_path / "serving" / sc.BATCHING_CONFIG).is_file()
+    assert (tmp_path / "serving" / sc.MONITORING_CONFIG).is_file()
+
+    records = _read_warmup(version_dir)
+    assert [len(r.predict_log.request.inputs["image_bytes"].string_val) for r in records] == [1, 1, 1, 3]
+    assert list(records[-1].predict_log.request.inputs["image_bytes"].string_val) == IMAGES[:3]
+
+    signatures = loader_impl.parse_saved_model(version_dir).meta_graphs[0].signature_def
+    assert signatures["classification"].method_name == "tensorflow/serving/classify"
+    assert set(signatures["classification"].outputs) == {"classes", "scores"}
+    # fingerprint.pb was rewritten with the new saved_model.pb's checksum.
+    assert fingerprinting_utils.singleprint_from_fingerprint_proto(
+        version_dir
+    ) == fingerprinting_utils.singleprint_from_saved_model_proto(version_dir)
+
+
+def test_warmup_images_saved_by_the_trainer_are_used(tiny_models: list[str], tmp_path: Path) -> None:
+    import shutil
+
+    from visiontfx.components.serving.signatures import WARMUP_IMAGES_DIR, save_warmup_images
+
+    export = tmp_path / "export"
+    shutil.copytree(tiny_models[0], export)
+    assert save_warmup_images(str(export), [_write_examples(tmp_path / "examples", IMAGES)], count=2) == 2
+    assert sorted(os.listdir(export / WARMUP_IMAGES_DIR)) == ["000.png", "001.jpg"]
+    records = _read_warmup(push(str(export), tmp_path / "serving"))
+    assert list(records[-1].predict_log.request.inputs["image_bytes"].string_val) == IMAGES[:2]
+
+
+def test_failed_push_leaves_no_partial_version(
+    tiny_models: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfx.dsl.io import fileio
+
+    serving = tmp_path / "serving"
+    first = push(tiny_models[0], serving, warmup=IMAGES[:1])
+    models_config = (serving / sc.MODELS_CONFIG).read_text()
+    copied: list[str] = []
+    real_copy = fileio.copy
+
+    def failing_copy(src: str, dst: str, overwrite: bool = False) -> None:
+        if len(copied) == 2:  # half-way through the SavedModel's files
+            raise OSError("disk full (simulated)")
+        copied.append(dst)
+        real_copy(src, dst, overwrite)
+
+    monkeypatch.setattr(fileio, "copy", failing_copy)
+    with pytest.raises(OSError, match="simulated"):
+        push(tiny_models[1], serving, warmup=IMAGES[:1])
+    assert copied and all(f"{os.sep}.push-" in path for path in copied)  # it was copying aside
+    assert os.listdir(serving / MODEL_NAME) == [Path(first).name]
+    assert (serving / sc.MODELS_CONFIG).read_text() == models_config
+
+
+def test_versions_increase_and_old_ones_are_pruned(tiny_models: list[str], tmp_path: Path) -> None:
+    from visiontfx.components.pusher.executor import PushSettings, push_model
+
+    base = str(tmp_path / "serving" / MODEL_NAME)
+    settings = PushSettings(model_name=MODEL_NAME, keep_versions=2, warmup_requests=0)
+    frozen_clock = lambda: 1_000_000.0  # noqa: E731  (three pushes within one second)
+    versions = [Path(push_model(tiny_models[0], base, settings, clock=frozen_clock)).name for _ in range(3)]
+    assert versions == ["1000000", "1000001", "1000002"]
+    assert sorted(os.listdir(base)) == versions[1:]
+    (entry,) = sc.parse_models_config(
+        (tmp_path / "serving" / sc.MODELS_CONFIG).read_text()
+    ).model_config_list.config
+    assert dict(entry.version_labels) == {"stable": 1000002, "canary": 1000002}
+
+
+def test_executor_pushes_only_blessed_models(tiny_models: list[str], tmp_path: Path) -> None:
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts
+    from tfx.utils import json_utils, proto_utils
+
+    from visiontfx.components.pusher.executor import Executor
+
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    Path(model.uri).mkdir()
+    os.symlink(tiny_models[0], os.path.join(model.uri, "Format-Serving"))
+    base = str(tmp_path / "serving" / "fashion")
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)
+    )
+    exec_properties = {
+        "push_destination": proto_utils.proto_to_json(destination),
+        "custom_config": json_utils.dumps({"keep_versions": 2, "warmup_requests": 0}),
+    }
+
+    def run(blessed: int) -> Any:
+        blessing = standard_artifacts.ModelBlessing()
+        blessing.uri = str(tmp_path / f"blessing{blessed}")
+        blessing.set_int_custom_property("blessed", blessed)
+        pushed = standard_artifacts.PushedModel()
+        pushed.uri = str(tmp_path / f"pushed{blessed}")
+        inputs = {"model": [model], "model_blessing": [blessing]}
+        Executor().Do(inputs, {"pushed_model": [pushed]}, exec_properties)
+        return pushed
+
+    not_pushed = run(0)
+    assert not_pushed.get_int_custom_property("pushed") == 0 and not os.path.exists(base)
+    pushed = run(1)
+    assert pushed.get_int_custom_property("pushed") == 1
+    version_dir = pushed.get_string_custom_property("pushed_destination")
+    assert os.path.dirname(version_dir) == base and os.path.isfile(
+        os.path.join(version_dir, "saved_model.pb")
+    )
+    assert pushed.get_string_custom_property("pushed_version") == os.path.basename(version_dir)
+    assert os.path.isfile(os.path.join(pushed.uri, "saved_model.pb"))  # the archive copy
+    config = sc.parse_models_config((tmp_path / "serving" / sc.MODELS_CONFIG).read_text())
+    assert config.model_config_list.config[0].name == "fashion"
+
+
+# --------------------------------------------------------------------------
+# A running server follows the pushes
+
+
+@pytest.fixture(scope="module")
+def live(tiny_models: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    serving_dir = tmp_path_factory.mktemp("live")
+    first = push(tiny_models[0], serving_dir, warmup=IMAGES[:1], keep_versions=2, canary=True)
+    server = start_local_server(serving_dir)
+    yield {"server": server, "dir": serving_dir, "first": first}
+    server.stop()
+
+
+def _scores(port: int, path: str) -> np.ndarray:
+    status, answer = rest(port, "POST", path, {"instances": b64(IMAGES)})
+    assert status == 200, answer
+    return np.float32([row["scores"] for row in answer["predictions"]])
+
+
+def _states(port: int, model: str = MODEL_NAME) -> dict[int, str]:
+    status, answer = rest(port, "GET", f"/v1/models/{model}")
+    return (
+        {int(s["version"]): s["state"] for s in answer.get("model_version_status", [])}
+        if status == 200
+        else {}
+    )
+
+
+def test_server_follows_pushes_labels_and_policy(tiny_models: list[str], live: dict[str, Any]) -> None:
+    port, base = live["server"].rest_port, f"/v1/models/{MODEL_NAME}"
+    settings = {"warmup": IMAGES[:1], "keep_versions": 2, "canary": True}
+    v1 = live["first"]
+    answers = {path: in_process(path, IMAGES)["scores"] for path in (tiny_models[0], tiny_models[1])}
+    assert not np.allclose(answers[tiny_models[0]], answers[tiny_models[1]])  # versions are distinguishable
+
+    # A new version pushed while the server runs is served without a restart.
+    v2 = push(tiny_models[1], live["dir"], **settings)
+    n1, n2 = int(Path(v1).name), int(Path(v2).name)
+    wait_for(lambda: _states(port).get(n2) == "AVAILABLE", what="version 2 to load")
+    np.testing.assert_array_equal(_scores(port, f"{base}:predict"), answers[tiny_models[1]])
+    # Canary phase: stable stays on version 1, canary is version 2; both are loaded.
+    wait_for(lambda: live["server"].manager.labels(MODEL_NAME) == {"stable": n1, "canary": n2}, what="labels")
+    np.testing.assert_array_equal(_scores(port, f"{base}/labels/stable:predict"), answers[tiny_models[0]])
+    np.testing.assert_array_equal(_scores(port, f"{base}/labels/canary:predict"), answers[tiny_models[1]])
+
+    # The next push moves the labels and, with keep_versions=2, unloads and deletes version 1.
+    v3 = push(tiny_models[0], live["dir"], **settings)
+    n3 = int(Path(v3).name)
+    wait_for(
+        lambda: _states(port) == {n1: "END", n2: "AVAILABLE", n3: "AVAILABLE"}, what="version 1 unloaded"
+    )
+    wait_for(lambda: live["server"].manager.labels(MODEL_NAME) == {"stable": n2, "canary": n3}, what="labels")
+    np.testing.assert_array_equal(_scores(port, f"{base}/labels/stable:predict"), answers[tiny_models[1]])
+    np.testing.assert_array_equal(_scores(port, f"{base}/labels/canary:predict"), answers[tiny_models[0]])
+    assert not os.path.exists(v1)
+    status, answer = rest(port, "POST", f"{base}/versions/{n1}:predict", {"instances": b64(IMAGES[:1])})
+    assert status == 404 and f"Specific({MODEL_NAME}, {n1})" in answer["error"]
+
+
+def test_a_second_model_with_a_specific_policy_appears(tiny_models: list[str], live: dict[str, Any]) -> None:
+    port = live["server"].rest_port
+    for model_dir in tiny_models:
+        last = push(model_dir, live["dir"], model_name="other", version_policy="specific", warmup_requests=0)
+    newest = int(Path(last).name)
+
+    def served_versions() -> list[int]:
+        return [version for version, state in _states(port, "other").items() if state == "AVAILABLE"]
+
+    # "specific" loads only the labelled versions: without a canary phase, just the newest.
+    wait_for(lambda: served_versions() == [newest], what="the second model's newest version alone")
+    assert _states(port)  # the first model is still served from the merged models.config
+    config = sc.parse_models_config((live["dir"] / sc.MODELS_CONFIG).read_text())
+    assert [entry.name for entry in config.model_config_list.config] == [MODEL_NAME, "other"]
