@@ -151,7 +151,9 @@ def create_pipeline(
         custom_config=trainer_custom_config(config, locations.pipeline_root, class_names),
     )
 
-    latest_blessed_model = make_baseline_resolver(trainer.outputs["model"], locations.metadata_path is not None)
+    latest_blessed_model = make_baseline_resolver(
+        trainer.outputs["model"], locations.metadata_path is not None
+    )
 
     evaluator = tfx.components.Evaluator(
         examples=examples,

@@ -41,21 +41,26 @@ def local_locations(config: Config) -> Any:
     )
 
 
-def run_pipeline(config: Config) -> dict[str, Any]:
-    """Runs the DAG and returns the summary of this run."""
+def run_pipeline(config: Config, quiet: bool = True) -> dict[str, Any]:
+    """Runs the DAG and returns the summary of this run (with per-component seconds)."""
     from tfx import v1 as tfx
 
-    from visiontfx.pipeline import metadata, summary
+    from visiontfx.pipeline import metadata, progress, summary
     from visiontfx.pipeline.dag import create_pipeline
 
     locations = local_locations(config)
     os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
     pipeline = create_pipeline(config, locations, beam_pipeline_args(config))
     started = time.monotonic()
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    reporter = progress.install(len(pipeline.components), quiet)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    finally:
+        progress.uninstall(reporter)
     run = metadata.load_run(locations.metadata_path, config.pipeline.name)
     result = summary.build_summary(run)
     result["seconds"] = round(time.monotonic() - started, 1)
+    result["component_seconds"] = {k: round(v, 1) for k, v in reporter.durations.items()}
     result["metadata_path"] = locations.metadata_path
     result["pipeline_root"] = locations.pipeline_root
     return result
@@ -65,13 +70,10 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)  # validated before anything heavy runs
     if args.quiet or args.json:
         os.environ["VISIONTFX_QUIET"] = "1"
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)
     from visiontfx.pipeline import summary
     from visiontfx.pipeline.dag import has_test_split
 
-    result = run_pipeline(config)
+    result = run_pipeline(config, quiet=bool(args.quiet or args.json))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:

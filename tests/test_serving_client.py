@@ -61,7 +61,7 @@ def test_client_constants_match_the_model_contract() -> None:
 def test_rest_and_grpc_clients_give_the_in_process_answer(served: dict[str, Any]) -> None:
     expected = in_process(served["version_dir"], IMAGES)
     want = [
-        [(c.decode(), float(np.float32(s))) for c, s in zip(classes, scores, strict=True)]
+        [(c.decode(), float(str(s))) for c, s in zip(classes, scores, strict=True)]
         for classes, scores in zip(expected["classes"], expected["scores"], strict=True)
     ]
     for client in _clients(served):

@@ -7,6 +7,7 @@ the same with the model of a real tiny pipeline run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -258,6 +259,23 @@ def test_bad_rest_request_then_good_one(
     )
     assert (got_status, set(answer)) == (status, {"error"}), answer
     assert message in answer["error"]
+    _good_rest(served)
+
+
+def test_expect_100_continue_is_refused_or_accepted_before_the_body(served: dict[str, Any]) -> None:
+    import http.client
+
+    body = json.dumps({"instances": b64(IMAGES[:1])}).encode()
+    for length, status in ((MAX_REQUEST_BYTES + 1, 413), (len(body), 200)):
+        connection = http.client.HTTPConnection("127.0.0.1", served["server"].rest_port, timeout=30)
+        connection.putrequest("POST", PREDICT)
+        connection.putheader("Content-Length", str(length))
+        connection.putheader("Expect", "100-continue")
+        connection.endheaders(body if status == 200 else None)
+        response = connection.getresponse()  # http.client skips the interim "100 Continue"
+        answer = json.loads(response.read())
+        assert response.status == status and set(answer) == ({"predictions"} if status == 200 else {"error"})
+        connection.close()
     _good_rest(served)
 
 

@@ -67,7 +67,7 @@ class ServingClient:
         """Top-k (class, score) per image, best first."""
         outputs = self.predict_outputs(images)
         return [
-            [(str(name), float(score)) for name, score in zip(classes, scores, strict=True)]
+            [(str(name), _float32(score)) for name, score in zip(classes, scores, strict=True)]
             for classes, scores in zip(outputs["classes"], outputs["scores"], strict=True)
         ]
 
@@ -171,7 +171,7 @@ class _Rest:
             "examples": [{IMAGE_FEATURE: {"b64": base64.b64encode(image).decode()}} for image in images],
         }
         results = self.request("POST", self._path(client, ":classify"), payload)["results"]
-        return [[(str(name), float(score)) for name, score in row] for row in results]
+        return [[(str(name), _float32(score)) for name, score in row] for row in results]
 
     def status(self, client: ServingClient) -> dict[str, Any]:
         return self.request("GET", self._path(client))

@@ -368,6 +368,7 @@ class ModelManager:
         self._labels: dict[str, dict[str, int]] = {}
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._failed: dict[str, float] = {}  # version path → saved_model.pb mtime of the failed load
+        self._missing: set[str] = set()  # base paths already reported as missing (once, not every poll)
 
     # -- polling
     def refresh(self) -> None:
@@ -380,7 +381,11 @@ class ModelManager:
 
     def _refresh_model(self, source: ModelSource) -> None:
         if not os.path.isdir(source.base_path):
-            log.error("Model %s: base_path %s does not exist", source.name, source.base_path)
+            if source.base_path not in self._missing:
+                log.error("Model %s: base_path %s does not exist (yet)", source.name, source.base_path)
+                self._missing.add(source.base_path)
+        else:
+            self._missing.discard(source.base_path)
         aspired = source.aspired(list_versions(source.base_path))
         loaded = self._servables.get(source.name, {})
         for version in aspired:
@@ -848,6 +853,9 @@ def make_http_handler(
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
+        # Headers and body go out in two writes; with Nagle on, the second waits for the
+        # client's delayed ACK (~40 ms per request).
+        disable_nagle_algorithm = True
         server_version = "visiontfx-local-serving"
 
         def do_GET(self) -> None:
@@ -857,27 +865,33 @@ def make_http_handler(
             self._reply_json(*api.handle("GET", self.path, b""))
 
         def do_POST(self) -> None:
+            length = self._body_length()
+            if length is not None:
+                self._reply_json(*api.handle("POST", self.path, self.rfile.read(length)))
+
+        def handle_expect_100(self) -> bool:
+            # Refuse an oversized body before the client sends it (curl asks first above 1 kB).
+            return self._body_length() is not None and super().handle_expect_100()
+
+        def _body_length(self) -> int | None:
+            """The announced body size, or None after replying with the error that refuses it."""
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                self.close_connection = True
-                self._reply_json(
-                    411, {"error": "Chunked request bodies are not supported: send Content-Length."}
-                )
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if length < 0 or length > max_request_bytes:
-                # The body is left unread, so the connection cannot be reused.
-                self.close_connection = True
-                message = (
-                    f"Request body of {length} bytes exceeds the server's limit of {max_request_bytes} bytes."
-                    if length > 0
-                    else "Invalid Content-Length."
-                )
-                self._reply_json(413 if length > 0 else 400, {"error": message})
-                return
-            self._reply_json(*api.handle("POST", self.path, self.rfile.read(length)))
+                status, message = 411, "Chunked request bodies are not supported: send Content-Length."
+            else:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if 0 <= length <= max_request_bytes:
+                    return length
+                if length > 0:
+                    status, limit = 413, max_request_bytes
+                    message = f"Request body of {length} bytes exceeds the server's limit of {limit} bytes."
+                else:
+                    status, message = 400, "Invalid Content-Length."
+            self.close_connection = True  # the body stays unread: this connection cannot be reused
+            self._reply_json(status, {"error": message})
+            return None
 
         def _reply_json(self, status: int, payload: Mapping[str, Any]) -> None:
             self._reply(status, json.dumps(payload).encode(), "application/json")
@@ -1077,6 +1091,8 @@ class LocalModelServer:
     # -- lifecycle
     def start(self) -> None:
         """Loads what is there now, then listens and polls in background threads."""
+        if self.options.model_config_file and not os.path.isfile(self.options.model_config_file):
+            raise FileNotFoundError(f"Model config file {self.options.model_config_file} does not exist")
         self.manager.refresh()
         options = self.options
         api = RestApi(self.manager, self.metrics)

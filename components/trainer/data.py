@@ -110,6 +110,6 @@ def make_dataset(
     if training and augmentation is not None:
         dataset = dataset.map(
             lambda images, labels: (augmentation(images, training=True), labels),
-            num_parallel_calls=AUTOTUNE,
+            num_parallel_calls=None,
         )
     return dataset.prefetch(AUTOTUNE)
