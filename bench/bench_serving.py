@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -183,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
+        shutil.rmtree(serving_dir, ignore_errors=True)
 
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

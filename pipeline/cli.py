@@ -17,6 +17,15 @@ import visiontfx  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow load
 # name -> (module, help). Each module provides add_arguments(parser) and main(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("visiontfx.pipeline.local_runner", "run the whole pipeline locally (Beam, SQLite metadata)"),
+    "serve": (
+        "visiontfx.components.serving.commands",
+        "serve the pushed models (TF Serving, its Docker image, or a local server)",
+    ),
+    "predict": (
+        "visiontfx.components.serving.predict_command",
+        "top-k classes of images from a running model server",
+    ),
+    "report": ("visiontfx.components.report.command", "build the HTML report of a run"),
     "config": ("visiontfx.pipeline.config_command", "print the validated configuration"),
 }
 

@@ -136,6 +136,10 @@ class TrainingConfig:
     focal_loss_gamma: float = 0.0  # > 0 switches to focal loss
     label_smoothing: float = 0.0
     sanity_overfit_batch: bool = False
+    # Ordered augmentation so that the same seed gives the same run (bit-identical on CPU).
+    deterministic: bool = True
+    tune: bool = False  # a TFX Tuner (KerasTuner RandomSearch) picks lr, dropout, unfreeze depth
+    tune_trials: int = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,6 +321,7 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         )
         _require(instance.focal_loss_gamma >= 0, f"'{p}focal_loss_gamma' must be >= 0.")
         _require(0.0 <= instance.label_smoothing < 1.0, f"'{p}label_smoothing' must be in [0, 1).")
+        _require(instance.tune_trials >= 1, f"'{p}tune_trials' must be at least 1.")
     elif isinstance(instance, EvaluationConfig):
         _require(0.0 <= instance.min_accuracy <= 1.0, f"'{p}min_accuracy' must be in [0, 1].")
         _require(0.0 <= instance.max_accuracy_drop <= 1.0, f"'{p}max_accuracy_drop' must be in [0, 1].")

@@ -12,12 +12,21 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
 from visiontfx.components.evaluator.baseline_resolver import LatestBlessedOtherModelStrategy
 from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
+from visiontfx.components.pusher.executor import Executor as ServingPusherExecutor
 from visiontfx.pipeline.config import Config
+
+
+class ServingPusher(tfx.components.Pusher):
+    """TFX's Pusher with our executor: atomic pushes, kept versions, TF Serving configs, warmup."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ServingPusherExecutor)
+
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 PREPROCESSING_FN = "visiontfx.components.transform.preprocessing.preprocessing_fn"
@@ -164,7 +173,7 @@ def create_pipeline(
         example_splits=["test" if has_test_split(config, data_root) else "eval"],
     )
 
-    pusher = tfx.components.Pusher(
+    pusher = ServingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -172,6 +181,11 @@ def create_pipeline(
                 base_directory=os.path.join(locations.serving_dir, config.serving.model_name)
             )
         ),
+        custom_config={
+            "model_name": config.serving.model_name,
+            "keep_versions": config.serving.keep_versions,
+            "warmup_requests": config.serving.warmup_requests,
+        },
     )
 
     return tfx.dsl.Pipeline(

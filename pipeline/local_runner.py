@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -66,6 +67,25 @@ def run_pipeline(config: Config, quiet: bool = True) -> dict[str, Any]:
     return result
 
 
+def write_report(config: Config, result: dict[str, Any], quiet: bool) -> str:
+    """Builds the run's HTML report; a broken report must not fail a finished run."""
+    from visiontfx.components.report.builder import build_report
+
+    try:
+        return str(
+            build_report(
+                result["metadata_path"],
+                config.pipeline.name,
+                result["run_id"],
+                pipeline_root=result["pipeline_root"],
+                quiet=quiet,
+            )
+        )
+    except Exception as error:
+        print(f"visiontfx: report not written: {error}", file=sys.stderr)
+        return ""
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)  # validated before anything heavy runs
     if args.quiet or args.json:
@@ -73,11 +93,14 @@ def main(args: argparse.Namespace) -> int:
     from visiontfx.pipeline import summary
     from visiontfx.pipeline.dag import has_test_split
 
-    result = run_pipeline(config, quiet=bool(args.quiet or args.json))
+    quiet = bool(args.quiet or args.json)
+    result = run_pipeline(config, quiet=quiet)
+    result["report"] = write_report(config, result, quiet)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
         split = "test" if has_test_split(config, config.data.path) else "eval"
         print(summary.format_summary(result, split))
+        print(f"report:     {result['report'] or '(not written)'}")
         print(f"took {result['seconds']:.0f} s; metadata: {result['metadata_path']}")
     return 0 if result["blessed"] else 3

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from visiontfx.components.evaluator import results
 from visiontfx.components.evaluator.eval_config import ACCURACY_METRIC
-from visiontfx.components.image_example_gen.executor import REPORT_FILE
+from visiontfx.components.image_example_gen.features import REPORT_FILE
 from visiontfx.components.trainer.run import BASELINES_FILE, HISTORY_FILE
 from visiontfx.pipeline import metadata
 

@@ -30,8 +30,15 @@ def test_demo_config_is_the_default() -> None:
 
 
 def test_overrides_are_typed_like_yaml() -> None:
-    config = load_config(None, ["training.batch_size=16", "training.learning_rate=2e-4",
-                                "augmentation.enabled=false", "serving.model_name=shoes"])
+    config = load_config(
+        None,
+        [
+            "training.batch_size=16",
+            "training.learning_rate=2e-4",
+            "augmentation.enabled=false",
+            "serving.model_name=shoes",
+        ],
+    )
     assert config.training.batch_size == 16
     assert config.training.learning_rate == pytest.approx(2e-4)
     assert config.augmentation.enabled is False
@@ -68,7 +75,7 @@ def test_bad_values_fail_naming_the_key(values: dict, message: str) -> None:
 
 
 def test_override_syntax_errors() -> None:
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         apply_overrides({}, ["training.batch_size"])
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"model": {"backbone": "x"}}, ["model.backbone.size=3"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from image_factory import awkward_images, broken_images
+
 from visiontfx.components.image_example_gen.decoding import (
     ImageRejected,
     encode_array_as_png,
@@ -33,9 +33,8 @@ def test_plain_files_are_stored_unchanged_and_odd_ones_converted() -> None:
 
 
 def test_alpha_is_composited_on_white_and_16_bit_is_scaled() -> None:
-    from PIL import Image
-
     from image_factory import encoded
+    from PIL import Image
 
     transparent = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
     out = ingest_image_bytes(encoded(transparent, "PNG"))
@@ -59,13 +58,16 @@ def test_animated_gif_keeps_first_frame() -> None:
     assert np.abs(ours - tf_first).mean() < 8  # GIF palette quantization only
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("empty.png", "empty file"),
-    ("text.jpg", "not a recognised image format"),
-    ("truncated.png", "corrupt or truncated"),
-    ("truncated.jpg", "corrupt or truncated"),
-    ("random.gif", "not a recognised image format"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("empty.png", "empty file"),
+        ("text.jpg", "not a recognised image format"),
+        ("truncated.png", "corrupt or truncated"),
+        ("truncated.jpg", "corrupt or truncated"),
+        ("random.gif", "not a recognised image format"),
+    ],
+)
 def test_broken_files_are_rejected_with_a_reason(name: str, reason: str) -> None:
     with pytest.raises(ImageRejected, match=reason):
         ingest_image_bytes(broken_images()[name])

@@ -26,7 +26,9 @@ from visiontfx.pipeline.dag import example_gen_options
 
 
 def _entries(count: int, source_split: str = "") -> list[sources.Entry]:
-    return [sources.Entry(key=f"img/{i:05d}.png", label=i % 3, source_split=source_split) for i in range(count)]
+    return [
+        sources.Entry(key=f"img/{i:05d}.png", label=i % 3, source_split=source_split) for i in range(count)
+    ]
 
 
 def test_split_assignment_is_deterministic_and_follows_ratios() -> None:
@@ -63,11 +65,21 @@ def test_caps_are_deterministic_samples() -> None:
 
 
 def test_folder_listing(tmp_path: Path) -> None:
-    write_folder(tmp_path, {"cats": {"a.JPG": b"x", "sub/b.png": b"x", ".hidden.png": b"x", "notes.txt": b"x"},
-                            "dogs": {"c.jpeg": b"x"}, ".git": {"d.png": b"x"}})
+    write_folder(
+        tmp_path,
+        {
+            "cats": {"a.JPG": b"x", "sub/b.png": b"x", ".hidden.png": b"x", "notes.txt": b"x"},
+            "dogs": {"c.jpeg": b"x"},
+            ".git": {"d.png": b"x"},
+        },
+    )
     classes, entries, ignored = sources.list_image_folder(tmp_path)
     assert classes == ["cats", "dogs"]
-    assert [(e.key, e.label) for e in entries] == [("cats/a.JPG", 0), ("cats/sub/b.png", 0), ("dogs/c.jpeg", 1)]
+    assert [(e.key, e.label) for e in entries] == [
+        ("cats/a.JPG", 0),
+        ("cats/sub/b.png", 0),
+        ("dogs/c.jpeg", 1),
+    ]
     assert ignored == ["cats/notes.txt"]
     with pytest.raises(sources.SourceError, match="not found"):
         sources.list_image_folder(tmp_path / "missing")
@@ -93,9 +105,15 @@ def _run_executor(tmp_path: Path, data_dir: Path, **overrides: Any) -> tuple[Any
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     try:
-        Executor().Do({}, {"examples": [examples]}, {
-            "source": "folder", "input_base": str(data_dir), "options": json.dumps(example_gen_options(config)),
-        })
+        Executor().Do(
+            {},
+            {"examples": [examples]},
+            {
+                "source": "folder",
+                "input_base": str(data_dir),
+                "options": json.dumps(example_gen_options(config)),
+            },
+        )
     finally:
         report_path = Path(examples.uri) / REPORT_FILE
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -109,13 +127,22 @@ def _read_split(examples: Any, split: str) -> list[tf.train.Example]:
 
 def test_executor_ingests_awkward_and_reports_broken(tmp_path: Path) -> None:
     awkward, broken = awkward_images(), broken_images()
-    data = write_folder(tmp_path / "data", {
-        "ankle_boot": awkward, "bag": {f"b{i}.png": awkward["plain.jpg"] for i in range(12)} | broken,
-        "coat": {f"c{i}.jpg": awkward["cmyk.jpg"] for i in range(12)} | {"readme.txt": b"not counted"},
-    })
-    examples, report = _run_executor(tmp_path, data, max_rejected_fraction=0.5,
-                                     splits={"train": 0.6, "eval": 0.2, "test": 0.2})
-    image_files = [p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp")]
+    data = write_folder(
+        tmp_path / "data",
+        {
+            "ankle_boot": awkward,
+            "bag": {f"b{i}.png": awkward["plain.jpg"] for i in range(12)} | broken,
+            "coat": {f"c{i}.jpg": awkward["cmyk.jpg"] for i in range(12)} | {"readme.txt": b"not counted"},
+        },
+    )
+    examples, report = _run_executor(
+        tmp_path, data, max_rejected_fraction=0.5, splits={"train": 0.6, "eval": 0.2, "test": 0.2}
+    )
+    image_files = [
+        p
+        for p in data.rglob("*")
+        if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+    ]
     assert report["ingested"] + report["rejected"] == len(image_files)
     assert report["rejected"] == len(broken)
     assert {r["file"] for r in report["rejections"]} == {f"bag/{name}" for name in broken}
@@ -129,8 +156,11 @@ def test_executor_ingests_awkward_and_reports_broken(tmp_path: Path) -> None:
         for example in items:
             feature = example.features.feature
             image = tf.io.decode_image(feature["image/encoded"].bytes_list.value[0], channels=3).numpy()
-            assert image.shape == (feature["image/height"].int64_list.value[0],
-                                   feature["image/width"].int64_list.value[0], 3)
+            assert image.shape == (
+                feature["image/height"].int64_list.value[0],
+                feature["image/width"].int64_list.value[0],
+                3,
+            )
             label = feature["label"].int64_list.value[0]
             assert feature["label_name"].bytes_list.value[0].decode() == ["ankle_boot", "bag", "coat"][label]
     assert examples.get_int_custom_property("rejected") == len(broken)
@@ -138,10 +168,17 @@ def test_executor_ingests_awkward_and_reports_broken(tmp_path: Path) -> None:
 
 def test_executor_fails_when_too_many_are_rejected(tmp_path: Path) -> None:
     awkward, broken = awkward_images(), broken_images()
-    data = write_folder(tmp_path / "data", {"a": {"x.jpg": awkward["plain.jpg"]} | broken,
-                                            "b": {f"{i}.jpg": awkward["plain.jpg"] for i in range(10)}})
-    with pytest.raises(IngestionError, match="above data.max_rejected_fraction"):
-        _run_executor(tmp_path, data, max_rejected_fraction=0.1, splits={"train": 0.99, "eval": 0.01, "test": 0.0})
+    data = write_folder(
+        tmp_path / "data",
+        {
+            "a": {"x.jpg": awkward["plain.jpg"]} | broken,
+            "b": {f"{i}.jpg": awkward["plain.jpg"] for i in range(10)},
+        },
+    )
+    with pytest.raises(IngestionError, match=r"above data\.max_rejected_fraction"):
+        _run_executor(
+            tmp_path, data, max_rejected_fraction=0.1, splits={"train": 0.99, "eval": 0.01, "test": 0.0}
+        )
     # The report is written before failing, so the reasons can be read.
     assert (tmp_path / "examples" / REPORT_FILE).exists()
 

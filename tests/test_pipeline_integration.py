@@ -11,14 +11,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visiontfx.components.image_example_gen.executor import REPORT_FILE
+from visiontfx.components.image_example_gen.features import REPORT_FILE
 from visiontfx.pipeline import metadata
 
 pytestmark = pytest.mark.integration
 
 DAG_NODES = {
-    "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-    "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
+    "ImageExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
 }
 
 
@@ -68,7 +75,8 @@ def test_pushed_model_signatures_agree(tiny_runs: dict[str, Any]) -> None:
     loaded = tf.saved_model.load(tiny_runs["first"]["pushed_to"])
     serialized = _held_out_examples(run)
     image_bytes = [
-        tf.train.Example.FromString(s).features.feature["image/encoded"].bytes_list.value[0] for s in serialized
+        tf.train.Example.FromString(s).features.feature["image/encoded"].bytes_list.value[0]
+        for s in serialized
     ]
     by_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(image_bytes))
     by_example = loaded.signatures["serving_examples"](inputs=tf.constant(serialized))
@@ -78,8 +86,9 @@ def test_pushed_model_signatures_agree(tiny_runs: dict[str, Any]) -> None:
     assert probabilities.shape == (16, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
     top = by_bytes["classes"].numpy()[:, 0]
-    assert {name.decode() for name in top} <= set(json.loads(
-        Path(run.uri("ImageExampleGen", "examples"), REPORT_FILE).read_text())["class_names"])
+    assert {name.decode() for name in top} <= set(
+        json.loads(Path(run.uri("ImageExampleGen", "examples"), REPORT_FILE).read_text())["class_names"]
+    )
 
 
 def test_second_run_is_fully_cached(tiny_runs: dict[str, Any]) -> None:

@@ -109,7 +109,7 @@ def test_batching_settings_are_checked() -> None:
 
 
 def test_versions_and_labels() -> None:
-    assert sc.integer_versions(["3", ".push-4-ab12", "10", "tmp", "2.5"]) == [3, 10]
+    assert sc.integer_versions(["3", ".push-4-ab12", "10/", "tmp", "2.5"]) == [3, 10]
     assert sc.version_labels([]) == {}
     assert sc.version_labels([7]) == {"stable": 7, "canary": 7}
     assert sc.version_labels([5, 9]) == {"stable": 9, "canary": 9}

@@ -49,7 +49,7 @@ def _clients(served: dict[str, Any], **kwargs: Any) -> list[ServingClient]:
 
 
 def test_client_constants_match_the_model_contract() -> None:
-    from visiontfx.components.image_example_gen.executor import IMAGE_KEY
+    from visiontfx.components.image_example_gen.features import IMAGE_KEY
     from visiontfx.components.serving import client, signatures
 
     assert client.DEFAULT_SIGNATURE == signatures.DEFAULT_SIGNATURE

@@ -26,10 +26,12 @@ class TinyShapes(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(16, 16, 3)),
-                "label": tfds.features.ClassLabel(names=["dark", "mid", "light"]),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(16, 16, 3)),
+                    "label": tfds.features.ClassLabel(names=["dark", "mid", "light"]),
+                }
+            ),
         )
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
@@ -64,9 +66,15 @@ def test_executor_reads_tfds_images(tmp_path: Path, data_dir: Path) -> None:
     config = from_dict({"data": {"source": "tfds", "tfds_name": "tiny_shapes", "path": str(data_dir)}})
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
-    Executor().Do({}, {"examples": [examples]}, {
-        "source": "tfds", "input_base": str(data_dir), "options": json.dumps(example_gen_options(config)),
-    })
+    Executor().Do(
+        {},
+        {"examples": [examples]},
+        {
+            "source": "tfds",
+            "input_base": str(data_dir),
+            "options": json.dumps(example_gen_options(config)),
+        },
+    )
     report = json.loads((Path(examples.uri) / REPORT_FILE).read_text())
     assert report["ingested"] == 75 and report["splits"]["test"]["total"] == 15
     files = tf.io.gfile.glob(f"{examples.uri}/Split-test/*.gz")

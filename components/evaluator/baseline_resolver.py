@@ -45,7 +45,11 @@ class LatestBlessedOtherModelStrategy(resolver.ResolverStrategy):
         model, blessing = latest_blessed_excluding(
             input_dict.get(MODEL_KEY, []), input_dict.get(BLESSING_KEY, []), candidates
         )
-        return {MODEL_KEY: model, BLESSING_KEY: blessing, CANDIDATE_KEY: list(input_dict.get(CANDIDATE_KEY, []))}
+        return {
+            MODEL_KEY: model,
+            BLESSING_KEY: blessing,
+            CANDIDATE_KEY: list(input_dict.get(CANDIDATE_KEY, [])),
+        }
 
 
 __all__ = ["LatestBlessedModelStrategy", "LatestBlessedOtherModelStrategy", "latest_blessed_excluding"]

@@ -51,7 +51,10 @@ def confusion_matrix(evaluation_uri: str, num_classes: int) -> list[list[int]]:
         for key_and_value in slice_plots.plot_keys_and_values:
             if key_and_value.key.model_name not in ("", "candidate"):
                 continue
-            plot = key_and_value.value.multi_class_confusion_matrix
+            matrices = key_and_value.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
+                continue
+            plot = min(matrices, key=lambda m: abs(m.threshold))  # threshold 0.0: the top-1 class
             for entry in plot.entries:
                 actual, predicted = int(entry.actual_class_id), int(entry.predicted_class_id)
                 if 0 <= actual < num_classes and 0 <= predicted < num_classes:

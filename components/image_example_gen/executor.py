@@ -29,21 +29,22 @@ from visiontfx.components.image_example_gen.decoding import (
     encode_array_as_png,
     ingest_image_bytes,
 )
+from visiontfx.components.image_example_gen.features import (
+    FILENAME_KEY,
+    FORMAT_KEY,
+    HEIGHT_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    LABELS_FILE,
+    REPORT_FILE,
+    WIDTH_KEY,
+)
 
-LABELS_FILE = "labels.txt"
-REPORT_FILE = "ingestion_report.json"
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 CHUNK_SIZE = 500
 EXAMPLES_FILE_PREFIX = "data_tfrecord"  # the name TFX's own ExampleGens use
 
-# Feature names of the stored tf.train.Examples (the schema in schemas/ matches).
-IMAGE_KEY = "image/encoded"
-FORMAT_KEY = "image/format"
-HEIGHT_KEY = "image/height"
-WIDTH_KEY = "image/width"
-LABEL_KEY = "label"
-LABEL_NAME_KEY = "label_name"
-FILENAME_KEY = "filename"
 
 
 class IngestionError(RuntimeError):

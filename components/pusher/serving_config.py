@@ -70,8 +70,11 @@ class BatchingSettings:
 
 
 def integer_versions(names: Iterable[str]) -> list[int]:
-    """The version numbers among directory names, ascending (what TF Serving would load)."""
-    return sorted(int(name) for name in names if name.isdigit())
+    """The version numbers among directory names, ascending (what TF Serving would load).
+
+    Object-store listings may end directory names with '/'.
+    """
+    return sorted(int(name.rstrip("/")) for name in names if name.rstrip("/").isdigit())
 
 
 def version_labels(versions: Sequence[int], canary: bool = False) -> dict[str, int]:

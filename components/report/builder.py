@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from visiontfx.components.report.facts import ReportData
+from visiontfx.components.report.facts import LR_FINDER_DIR, LR_FINDER_FILE, ReportData
 from visiontfx.components.report.page import Figure, Figures, render_page
 from visiontfx.components.report.sections import all_sections, header
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"
 # Progress steps: collect.collect announces the first four, build_report the last two.
-STEPS = ("reading ML Metadata", "reading examples", "predicting", "augmentation preview", "drawing", "writing")
+STEPS = (
+    "reading ML Metadata",
+    "reading examples",
+    "predicting",
+    "augmentation preview",
+    "drawing",
+    "writing",
+)
 _FIGURE_FILE = re.compile(r"^\d{2}-[a-z0-9-]+\.png$")
 
 
@@ -40,7 +49,9 @@ def pipeline_root_of(run: Any) -> str:
                 parts = Path(artifact.uri).parts
                 if len(parts) > 3 and parts[-3] == node and parts[-2] == key:
                     return str(Path(*parts[:-3]))
-    raise LookupError(f"Cannot tell the pipeline root of run {run.run_id} from its artifacts; pass output_dir.")
+    raise LookupError(
+        f"Cannot tell the pipeline root of run {run.run_id} from its artifacts; pass output_dir."
+    )
 
 
 def safe_name(run_id: str) -> str:
@@ -52,26 +63,41 @@ def default_output_dir(run: Any, pipeline_root: str | None = None) -> Path:
     return Path(pipeline_root or pipeline_root_of(run)) / REPORTS_DIR / safe_name(run.run_id)
 
 
+def default_lr_finder_file(
+    metadata_path: str, pipeline_name: str, run_id: str, pipeline_root: str | None
+) -> str:
+    """Where ``visiontfx lr-find`` writes for a local run: <pipeline.root>/lr_finder/, and the
+    pipeline root is <pipeline.root>/pipelines/<name>. "" when the root cannot be told."""
+    from visiontfx.pipeline import metadata
+
+    try:
+        root = pipeline_root or pipeline_root_of(metadata.load_run(metadata_path, pipeline_name, run_id))
+    except LookupError:
+        return ""
+    return str(Path(root).parent.parent / LR_FINDER_DIR / LR_FINDER_FILE)
+
+
 class _Progress:
-    """A one-line bar over STEPS (tqdm), silent with --quiet/--json (VISIONTFX_QUIET)."""
+    """``[report i/N] step …`` lines on stderr, like ``visiontfx run``'s component lines.
+
+    Lines rather than a redrawn bar: the report usually follows a run whose
+    output goes to a log file. Silent with --quiet/--json (VISIONTFX_QUIET).
+    """
 
     def __init__(self, quiet: bool) -> None:
-        self._bar = None
-        if not quiet:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=len(STEPS), desc="report", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
+        self.quiet = quiet
+        self.done = 0
+        self.started = time.monotonic()
 
     def __call__(self, step: str) -> None:
-        if self._bar is not None:
-            if self._bar.postfix:  # the previous step is done
-                self._bar.update(1)
-            self._bar.set_postfix_str(step)
+        self.done += 1
+        if not self.quiet:
+            print(f"[report {self.done}/{len(STEPS)}] {step} …", file=sys.stderr, flush=True)
 
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.close()
+    def finish(self, page: Path) -> None:
+        if not self.quiet:
+            seconds = time.monotonic() - self.started
+            print(f"[report] written in {seconds:.1f} s: {page}", file=sys.stderr, flush=True)
 
 
 def build_report(
@@ -81,30 +107,33 @@ def build_report(
     output_dir: str | os.PathLike[str] | None = None,
     *,
     pipeline_root: str | None = None,
+    lr_finder_file: str | None = None,
     quiet: bool | None = None,
 ) -> Path:
     """Writes ``report.html`` and its PNGs for a run; returns the page's path.
 
     ``output_dir`` defaults to ``<pipeline_root>/reports/<run id>/``, with the
     pipeline root taken from the run's artifact URIs unless given.
+    ``lr_finder_file`` defaults to where ``visiontfx lr-find`` writes for a
+    local run (``<pipeline.root>/lr_finder/``, two levels above the pipeline root).
     """
     from visiontfx.components.report.collect import collect
 
     progress = _Progress(bool(os.environ.get("VISIONTFX_QUIET")) if quiet is None else quiet)
-    try:
-        data, run = collect(metadata_path, pipeline_name, run_id, step=progress)
-        progress("drawing")
-        document, figures = render_report(data)
-        progress("writing")
-        target = Path(output_dir) if output_dir else default_output_dir(run, pipeline_root)
-        target.mkdir(parents=True, exist_ok=True)
-        for stale in target.iterdir():  # a rebuilt report may have fewer figures
-            if _FIGURE_FILE.match(stale.name):
-                stale.unlink()
-        for figure in figures:
-            (target / figure.file_name).write_bytes(figure.png)
-        page = target / REPORT_FILE
-        page.write_text(document, encoding="utf-8")
-    finally:
-        progress.close()
+    if lr_finder_file is None:
+        lr_finder_file = default_lr_finder_file(metadata_path, pipeline_name, run_id, pipeline_root)
+    data, run = collect(metadata_path, pipeline_name, run_id, step=progress, lr_finder_files=[lr_finder_file])
+    progress("drawing")
+    document, figures = render_report(data)
+    progress("writing")
+    target = Path(output_dir) if output_dir else default_output_dir(run, pipeline_root)
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.iterdir():  # a rebuilt report may have fewer figures
+        if _FIGURE_FILE.match(stale.name):
+            stale.unlink()
+    for figure in figures:
+        (target / figure.file_name).write_bytes(figure.png)
+    page = target / REPORT_FILE
+    page.write_text(document, encoding="utf-8")
+    progress.finish(page)
     return page

@@ -23,7 +23,7 @@ from PIL import Image
 
 from visiontfx.components.evaluator import results
 from visiontfx.components.evaluator.eval_config import ACCURACY_METRIC
-from visiontfx.components.image_example_gen.executor import (
+from visiontfx.components.image_example_gen.features import (
     FILENAME_KEY,
     HEIGHT_KEY,
     IMAGE_KEY,
@@ -33,9 +33,15 @@ from visiontfx.components.image_example_gen.executor import (
     WIDTH_KEY,
 )
 from visiontfx.components.report import lineage
-from visiontfx.components.report.facts import AugmentationPreview, LabeledImage, Prediction, ReportData
+from visiontfx.components.report.facts import (
+    LR_FINDER_FILE,
+    AugmentationPreview,
+    LabeledImage,
+    Prediction,
+    ReportData,
+)
 from visiontfx.components.report.sections import SAMPLES_PER_CLASS
-from visiontfx.components.trainer.run import BASELINES_FILE, HISTORY_FILE
+from visiontfx.components.trainer.run import HISTORY_FILE
 from visiontfx.pipeline import metadata, summary
 
 MAX_PREDICTIONS = 300
@@ -43,7 +49,7 @@ PREDICT_BATCH = 64
 TRAIN_SCAN_LIMIT = 5000  # records read from train for samples and sizes
 OTHER_SCAN_LIMIT = 2000  # records read from eval/test for sizes
 AUGMENTED_COPIES = 7
-LR_FINDER_FILE = "lr_finder.json"
+DISPLAY_SIDE = 256  # px: grids show thumbnails of at most 112 px
 SPLITS = ("train", "eval", "test")
 
 Step = Callable[[str], None]  # progress callback: called with the name of the step that starts
@@ -79,9 +85,15 @@ def _feature(example: tf.train.Example, key: str) -> Any:
 
 
 def decode_for_display(encoded: bytes) -> np.ndarray:
-    """Encoded image → uint8 RGB (PIL: this is for eyes, not for the model)."""
+    """Encoded image → uint8 RGB no larger than DISPLAY_SIDE (PIL: this is for eyes, not for the model).
+
+    Hundreds of images are kept for the grids; full-size photos would cost gigabytes.
+    """
     with Image.open(io.BytesIO(encoded)) as image:
-        return np.asarray(image.convert("RGB"))
+        image.draft("RGB", (DISPLAY_SIDE, DISPLAY_SIDE))  # JPEG: decode at a reduced scale directly
+        rgb = image.convert("RGB")
+        rgb.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+        return np.asarray(rgb)
 
 
 def labeled_image(example: tf.train.Example) -> LabeledImage:
@@ -114,7 +126,9 @@ class SplitScan:
     serialized: list[bytes] = dataclasses.field(default_factory=list)
 
 
-def scan_split(files: Sequence[str], limit: int, samples_per_class: int = 0, keep_serialized: int = 0) -> SplitScan:
+def scan_split(
+    files: Sequence[str], limit: int, samples_per_class: int = 0, keep_serialized: int = 0
+) -> SplitScan:
     scan = SplitScan()
     for record in read_records(files, limit):
         example = tf.train.Example.FromString(record)
@@ -147,7 +161,7 @@ def predict(model_dir: str, serialized: Sequence[bytes]) -> np.ndarray:
 def make_predictions(model_dir: str, serialized: Sequence[bytes]) -> list[Prediction]:
     probabilities = predict(model_dir, serialized)
     predictions = []
-    for record, row in zip(serialized, probabilities):
+    for record, row in zip(serialized, probabilities, strict=True):
         predicted = int(np.argmax(row))
         image = labeled_image(tf.train.Example.FromString(record))
         predictions.append(Prediction(image, predicted, float(row[predicted])))
@@ -196,20 +210,40 @@ def augmentation_preview(
     )
 
 
-def read_class_names(examples_uri: str, ingestion: dict[str, Any], history: dict[str, Any],
-                     settings: dict[str, Any]) -> list[str]:
+def read_class_names(
+    examples_uri: str, ingestion: dict[str, Any], history: dict[str, Any], settings: dict[str, Any]
+) -> list[str]:
     """labels.txt of the Examples, else what the Trainer recorded."""
     path = os.path.join(examples_uri, LABELS_FILE) if examples_uri else ""
     if path and tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as handle:
             return [line for line in handle.read().splitlines() if line]
-    return list(ingestion.get("class_names") or history.get("class_names") or settings.get("class_names") or [])
+    return list(
+        ingestion.get("class_names") or history.get("class_names") or settings.get("class_names") or []
+    )
+
+
+def read_lr_finder(paths: Sequence[str]) -> tuple[dict[str, Any] | None, str]:
+    """The first lr-finder result found, and "<path> (written <time>)"."""
+    for path in paths:
+        if path and tf.io.gfile.exists(path):
+            written = datetime.datetime.fromtimestamp(tf.io.gfile.stat(path).mtime_nsec / 1e9)
+            return read_json(path), f"{path} (written {written:%Y-%m-%d %H:%M})"
+    return None, ""
 
 
 def collect(
-    metadata_path: str, pipeline_name: str, run_id: str = "latest", step: Step = lambda _: None
+    metadata_path: str,
+    pipeline_name: str,
+    run_id: str = "latest",
+    step: Step = lambda _: None,
+    lr_finder_files: Sequence[str] = (),
 ) -> tuple[ReportData, metadata.PipelineRun]:
-    """All of a run's facts; ``step`` is told when each slow part starts (for a progress bar)."""
+    """All of a run's facts; ``step`` is told when each slow part starts (for a progress bar).
+
+    ``lr_finder_files``: where else to look for an lr-finder result after the
+    Trainer's own output (``visiontfx lr-find`` writes outside the run).
+    """
     step("reading ML Metadata")
     run = metadata.load_run(metadata_path, pipeline_name, run_id)
     store = metadata.open_store(metadata_path)
@@ -228,25 +262,18 @@ def collect(
     evaluated_split = evaluated[0] if evaluated else ("test" if split_files(examples_uri, "test") else "eval")
 
     step("reading examples")
+    files = {split: split_files(examples_uri, split) for split in SPLITS} if examples_uri else {}
     scans = {
         split: scan_split(
-            split_files(examples_uri, split),
+            split_paths,
             TRAIN_SCAN_LIMIT if split == "train" else OTHER_SCAN_LIMIT,
             samples_per_class=SAMPLES_PER_CLASS if split == "train" else 0,
             keep_serialized=MAX_PREDICTIONS if split == evaluated_split else 0,
         )
-        for split in SPLITS
-        if examples_uri and split_files(examples_uri, split)
+        for split, split_paths in files.items()
+        if split_paths
     }
-    if ingestion.get("splits"):
-        split_counts = {
-            split: [int(v["per_class"].get(name, 0)) for name in class_names]
-            for split, v in _train_first(ingestion["splits"]).items()
-        }
-        counts_source = "the ingestion report (every image)"
-    else:  # ImportExampleGen inputs have no report: count what was scanned
-        split_counts = {s: [scan.label_counts[i] for i in range(len(class_names))] for s, scan in scans.items()}
-        counts_source = "a scan of at most the first " + f"{TRAIN_SCAN_LIMIT:,} records of each split"
+    split_counts, counts_source = class_counts(ingestion, scans, class_names)
     sizes = sum((scan.sizes for scan in scans.values()), collections.Counter())
     train = scans.get("train", SplitScan())
 
@@ -262,15 +289,18 @@ def collect(
     )
 
     step("augmentation preview")
-    preview, preview_note = None, ""
-    first_label = next((label for label in sorted(train.samples) if train.samples[label]), None)
     transform_uri = run.uri("Transform", "transform_graph")
-    if first_label is None or not transform_uri:
-        preview_note = "No training image or no Transform graph in this run: nothing to preview."
-    else:
-        preview = augmentation_preview(
+    first_label = next((label for label in sorted(train.samples) if train.samples[label]), None)
+    preview = (
+        augmentation_preview(
             transform_uri, train.samples[first_label][0], train.encoded_samples[first_label][0], settings
         )
+        if first_label is not None and transform_uri
+        else None
+    )
+
+    own_result = os.path.join(model_run_uri, LR_FINDER_FILE) if model_run_uri else ""
+    lr_finder, lr_finder_source = read_lr_finder([own_result, *lr_finder_files])
 
     data = ReportData(
         pipeline_name=pipeline_name,
@@ -288,10 +318,11 @@ def collect(
         images_scanned=sum(sizes.values()),
         samples=train.samples,
         augmentation=preview,
-        augmentation_note=preview_note,
+        augmentation_note="" if preview else "No training image or no Transform graph in this run.",
         settings=settings,
         history=history,
-        lr_finder=(read_json(os.path.join(model_run_uri, LR_FINDER_FILE)) or None) if model_run_uri else None,
+        lr_finder=lr_finder,
+        lr_finder_source=lr_finder_source,
         tensorboard_dir=facts["tensorboard"],
         evaluated_split=evaluated_split,
         accuracy=facts["accuracy"],
@@ -311,6 +342,27 @@ def collect(
         lineage=artifacts,
     )
     return data, run
+
+
+def class_counts(
+    ingestion: dict[str, Any], scans: dict[str, SplitScan], class_names: Sequence[str]
+) -> tuple[dict[str, list[int]], str]:
+    """Images per class and split, and where the numbers come from.
+
+    The ingestion report counts every image; ImportExampleGen inputs have no
+    report, so the bounded scans are counted instead (and the page says so).
+    """
+    if ingestion.get("splits"):
+        counts = {
+            split: [int(v["per_class"].get(name, 0)) for name in class_names]
+            for split, v in _train_first(ingestion["splits"]).items()
+        }
+        return counts, "the ingestion report (every image)"
+    counts = {split: [scan.label_counts[i] for i in range(len(class_names))] for split, scan in scans.items()}
+    return counts, (
+        f"a scan of the first {TRAIN_SCAN_LIMIT:,} train and {OTHER_SCAN_LIMIT:,} eval/test records "
+        "(no ingestion report)"
+    )
 
 
 def _train_first(splits: dict[str, Any]) -> dict[str, Any]:

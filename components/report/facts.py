@@ -13,6 +13,11 @@ from typing import Any
 
 import numpy as np
 
+# The learning-rate range test's result (``visiontfx lr-find``, by default in
+# <pipeline.root>/lr_finder/; a Trainer may also leave one in its model_run).
+LR_FINDER_FILE = "lr_finder.json"
+LR_FINDER_DIR = "lr_finder"
+
 
 @dataclasses.dataclass
 class LabeledImage:
@@ -93,7 +98,8 @@ class ReportData:
     # Training
     settings: dict[str, Any]  # the Trainer's custom_config as recorded in MLMD
     history: dict[str, Any]  # training_history.json
-    lr_finder: dict[str, Any] | None
+    lr_finder: dict[str, Any] | None  # rates, losses, smoothed (optional), suggested_rate
+    lr_finder_source: str  # the file it was read from, and when it was written
     tensorboard_dir: str
 
     # Evaluation

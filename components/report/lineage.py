@@ -27,8 +27,15 @@ ARTIFACT_ROLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("Pushed model", ("Pusher",), "pushed_model"),
 )
 # Execution properties worth showing per component (the rest is long or internal).
-SHOWN_PROPERTIES = ("source", "input_base", "schema_file", "preprocessing_fn", "run_fn", "example_splits",
-                    "push_destination")
+SHOWN_PROPERTIES = (
+    "source",
+    "input_base",
+    "schema_file",
+    "preprocessing_fn",
+    "run_fn",
+    "example_splits",
+    "push_destination",
+)
 _COMPLETE = metadata_store_pb2.Execution.COMPLETE
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
@@ -84,7 +91,9 @@ def read_lineage(
         ComponentRow(
             node=node,
             state=component.state,
-            details={k: str(properties.get(node, {})[k]) for k in SHOWN_PROPERTIES if k in properties.get(node, {})},
+            details={
+                k: str(properties.get(node, {})[k]) for k in SHOWN_PROPERTIES if k in properties.get(node, {})
+            },
         )
         for node, component in run.components.items()
     ]
@@ -93,11 +102,15 @@ def read_lineage(
         for node in nodes:
             artifact = run.output(node, key)
             if artifact is not None:
+                if key == "pushed_model" and not metadata.int_property(artifact, "pushed"):
+                    role += " (nothing pushed)"
                 picked.append((role, node, artifact))
     evaluator = run.components.get("Evaluator")
     for artifact in evaluator.inputs.get("baseline_model", []) if evaluator else []:
         picked.append(("Previously blessed model (baseline)", "latest_blessed_model_resolver", artifact))
-    type_names = {t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for _, _, a in picked}))}
+    type_names = {
+        t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for _, _, a in picked}))
+    }
     runs = producing_runs(store, [a.id for _, _, a in picked])
     rows = [
         LineageRow(role, node, type_names.get(a.type_id, a.type), a.id, a.uri, runs.get(a.id, ""))

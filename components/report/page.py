@@ -63,18 +63,17 @@ def table(
     id_: str | None = None,
     numeric_columns: Sequence[int] = (),
 ) -> Markup:
-    """A table; Markup cells may be ``<td>`` elements themselves (for per-cell attributes)."""
+    """A table; Markup cells may be whole ``<td>``/``<th>`` elements (cell attributes, row headers)."""
 
     def cell(value: Cell, column: int) -> str:
-        if isinstance(value, Markup) and value.startswith("<td"):
+        if isinstance(value, Markup) and value.startswith(("<td", "<th")):
             return value
         return tag("td", value, class_="num" if column in numeric_columns else None)
 
     head = "".join(tag("th", h) for h in headers)
     body = "".join(f"<tr>{''.join(cell(v, i) for i, v in enumerate(row))}</tr>" for row in rows)
-    return Markup(
-        f"{tag('table', Markup(f'<thead><tr>{head}</tr></thead><tbody>{body}</tbody>'), class_=class_, id=id_)}"
-    )
+    content = Markup(f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>")
+    return tag("table", content, class_=class_, id=id_)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +160,8 @@ p { margin:6px 0 10px; }
 code { font:13px/1.4 "DejaVu Sans Mono", Menlo, Consolas, monospace; background:var(--bg); padding:1px 4px;
        border-radius:4px; word-break:break-all; }
 .cards { display:flex; flex-wrap:wrap; gap:12px; margin:16px 0; }
-.card { flex:1 1 150px; border:1px solid var(--line); border-radius:8px; padding:10px 14px; background:var(--bg); }
+.card { flex:1 1 150px; border:1px solid var(--line); border-radius:8px; padding:10px 14px;
+        background:var(--bg); }
 .card .label { color:var(--muted); font-size:13px; }
 .card .value { font-size:24px; font-weight:600; }
 .card .sub { color:var(--muted); font-size:12px; }

@@ -15,12 +15,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+from PIL import Image, ImageDraw, ImageFont
 
 RIGHT_COLOR = "#1a7f37"
 WRONG_COLOR = "#cf222e"
@@ -52,10 +52,13 @@ def class_counts(per_split: Mapping[str, Sequence[int]], class_names: Sequence[s
     positions = np.arange(len(class_names))
     with plt.rc_context(STYLE):
         figure, axes = _figure(
-            max(7.0, 0.7 * len(class_names) + 2), 1.7 * len(per_split) + 1.0,
-            nrows=len(per_split), sharex=True, squeeze=False,
+            max(7.0, 0.7 * len(class_names) + 2),
+            1.7 * len(per_split) + 1.0,
+            nrows=len(per_split),
+            sharex=True,
+            squeeze=False,
         )
-        for index, (axis, (split, counts)) in enumerate(zip(axes[:, 0], per_split.items())):
+        for index, (axis, (split, counts)) in enumerate(zip(axes[:, 0], per_split.items(), strict=True)):
             bars = axis.bar(positions, counts, 0.7, color=SPLIT_COLORS.get(split, f"C{index}"))
             if len(class_names) <= 30:
                 axis.bar_label(bars, fontsize=8, padding=1)
@@ -63,8 +66,12 @@ def class_counts(per_split: Mapping[str, Sequence[int]], class_names: Sequence[s
             axis.set_ylabel(f"{_plain(split)}\n{sum(counts):,} images")
             axis.set_ylim(0, max(max(counts, default=0), 1) * 1.2)
             axis.spines[["top", "right"]].set_visible(False)
-        axes[-1, 0].set_xticks(positions, [_plain(n) for n in class_names],
-                               rotation=35 if len(class_names) > 6 else 0, ha="right")
+        axes[-1, 0].set_xticks(
+            positions,
+            [_plain(n) for n in class_names],
+            rotation=35 if len(class_names) > 6 else 0,
+            ha="right",
+        )
         axes[-1, 0].set_xlim(-0.5, len(class_names) - 0.5)
         figure.suptitle("Images per class in each split (dashed: the split's mean per class)")
         figure.tight_layout()
@@ -116,21 +123,26 @@ def image_grid(
     font = _font(GRID_FONT_SIZE)
     line_height = GRID_FONT_SIZE + 4
     lines = max((t.count("\n") + 1 for t in titles if t), default=1)
-    label_width = (
-        int(max(font.getlength(label) for label in row_labels)) + 2 * GRID_PAD if row_labels else 0
-    )
+    label_width = int(max(font.getlength(label) for label in row_labels)) + 2 * GRID_PAD if row_labels else 0
     widest = max((font.getlength(line) for t in titles if t for line in t.split("\n")), default=0)
     cell_width = int(min(max(GRID_THUMB + 2 * GRID_FRAME, widest + 4), GRID_MAX_CAPTION)) + GRID_PAD
     cell_height = lines * line_height + GRID_THUMB + 2 * GRID_FRAME + GRID_PAD
     rows = len(row_labels) if row_labels else max(1, math.ceil(len(images) / columns))
-    canvas = Image.new("RGB", (label_width + columns * cell_width + GRID_PAD, rows * cell_height + GRID_PAD), "white")
+    canvas = Image.new(
+        "RGB", (label_width + columns * cell_width + GRID_PAD, rows * cell_height + GRID_PAD), "white"
+    )
     draw = ImageDraw.Draw(canvas)
     for row in range(rows):
         top = GRID_PAD + row * cell_height
         if row_labels:
             label = row_labels[row]
-            draw.text((label_width - GRID_PAD - font.getlength(label), top + lines * line_height + GRID_THUMB / 2),
-                      label, fill="black", font=font, anchor="lm")
+            draw.text(
+                (label_width - GRID_PAD - font.getlength(label), top + lines * line_height + GRID_THUMB / 2),
+                label,
+                fill="black",
+                font=font,
+                anchor="lm",
+            )
     for index, pixels in enumerate(images):
         if pixels is None:
             continue
@@ -139,16 +151,33 @@ def image_grid(
         top = GRID_PAD + row * cell_height
         color = title_colors[index] if title_colors else "black"
         for number, line in enumerate(titles[index].split("\n")):
-            draw.text((left + cell_width / 2 - GRID_PAD / 2, top + number * line_height),
-                      _fit(line, font, cell_width - GRID_PAD), fill=color, font=font, anchor="ma")
+            draw.text(
+                (left + cell_width / 2 - GRID_PAD / 2, top + number * line_height),
+                _fit(line, font, cell_width - GRID_PAD),
+                fill=color,
+                font=font,
+                anchor="ma",
+            )
         thumb = _thumbnail(pixels)
         box_top = top + lines * line_height
         frame_left = left + (cell_width - GRID_PAD - GRID_THUMB) // 2 - GRID_FRAME
         if title_colors:  # a coloured frame reads faster than the caption
-            draw.rectangle((frame_left, box_top, frame_left + GRID_THUMB + 2 * GRID_FRAME - 1,
-                            box_top + GRID_THUMB + 2 * GRID_FRAME - 1), fill=color)
-        canvas.paste(thumb, (frame_left + GRID_FRAME + (GRID_THUMB - thumb.width) // 2,
-                             box_top + GRID_FRAME + (GRID_THUMB - thumb.height) // 2))
+            draw.rectangle(
+                (
+                    frame_left,
+                    box_top,
+                    frame_left + GRID_THUMB + 2 * GRID_FRAME - 1,
+                    box_top + GRID_THUMB + 2 * GRID_FRAME - 1,
+                ),
+                fill=color,
+            )
+        canvas.paste(
+            thumb,
+            (
+                frame_left + GRID_FRAME + (GRID_THUMB - thumb.width) // 2,
+                box_top + GRID_FRAME + (GRID_THUMB - thumb.height) // 2,
+            ),
+        )
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
@@ -157,25 +186,39 @@ def image_grid(
 def image_sizes(sizes: Counter, model_size: int | None) -> bytes:
     """Width against height of the ingested images (area: how many), the model's input size marked."""
     points = sizes.most_common()
-    widths, heights, counts = (np.array(values) for values in zip(*points))
+    widths = np.array([width for (width, _), _ in points])
+    heights = np.array([height for (_, height), _ in points])
+    counts = np.array([count for _, count in points])
     with plt.rc_context(STYLE):
-        figure, axis = _figure(6.5, 4.2)
-        axis.scatter(widths, heights, s=30 + 600 * np.sqrt(counts / counts.max()), alpha=0.55, color="#0969da",
-                     label="ingested images (area: how many)")
+        figure, axis = _figure(5.5, 3.8)
+        axis.scatter(
+            widths, heights, s=30 + 600 * np.sqrt(counts / counts.max()), alpha=0.55, color="#0969da"
+        )
         if len(points) <= 6:  # few sizes: say how many of each
             for (width, height), count in points:
-                axis.annotate(f"{width}×{height}: {count:,}", (width, height), textcoords="offset points",
-                              xytext=(12, -14), fontsize=9)
+                axis.annotate(
+                    f"{width}×{height}: {count:,}",
+                    (width, height),
+                    textcoords="offset points",
+                    xytext=(12, -14),
+                    fontsize=9,
+                )
         if model_size:
-            axis.scatter([model_size], [model_size], marker="x", s=90, color=WRONG_COLOR,
-                         label=f"model input {model_size}×{model_size}")
+            axis.scatter(
+                [model_size],
+                [model_size],
+                marker="x",
+                s=90,
+                color=WRONG_COLOR,
+                label=f"model input {model_size}×{model_size}",
+            )
         top = max(widths.max(), heights.max(), model_size or 0) * 1.25
         axis.plot([0, top], [0, top], color="#8c959f", lw=0.8, ls=":", label="square")
         axis.set_xlim(0, top)
         axis.set_ylim(0, top)
         axis.set_xlabel("width (px)")
         axis.set_ylabel("height (px)")
-        axis.set_title("Image sizes as ingested (before Transform resizes them)")
+        axis.set_title("Image sizes as ingested (dot area: how many images)")
         axis.legend(frameon=False, loc="upper left", fontsize=9)
         axis.spines[["top", "right"]].set_visible(False)
         figure.tight_layout()
@@ -188,8 +231,16 @@ def _mark_phases(axis: Any, phases: Sequence[Mapping[str, Any]]) -> None:
         start = phase["first_epoch"] + 0.5  # epochs are drawn 1-based, a phase spans [first+1, last]
         end = phase["first_epoch"] + phase["epochs"] + 0.5
         axis.axvspan(start, end, color=PHASE_COLORS[index % len(PHASE_COLORS)], alpha=0.6, lw=0)
-        axis.text((start + end) / 2, 0.98, _plain(phase_title(phase["name"])), transform=axis.get_xaxis_transform(),
-                  ha="center", va="top", fontsize=9, color="#57606a")
+        axis.text(
+            (start + end) / 2,
+            0.98,
+            _plain(phase_title(phase["name"])),
+            transform=axis.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=9,
+            color="#57606a",
+        )
 
 
 def phase_title(name: str) -> str:
@@ -211,8 +262,15 @@ def training_curves(epochs: Sequence[Mapping[str, Any]], phases: Sequence[Mappin
             for prefix, label, style in (("", "training", "-"), ("val_", "validation", "--")):
                 values = [e.get(prefix + metric) for e in epochs]
                 if any(v is not None for v in values):
-                    axis.plot(x, [np.nan if v is None else v for v in values], style, marker="o", ms=4,
-                              label=label, color="#0969da" if not prefix else "#bf3989")
+                    axis.plot(
+                        x,
+                        [np.nan if v is None else v for v in values],
+                        style,
+                        marker="o",
+                        ms=4,
+                        label=label,
+                        color="#0969da" if not prefix else "#bf3989",
+                    )
             axis.set_title(title)
             axis.set_xlabel("epoch")
             axis.set_xticks(x)
@@ -247,18 +305,34 @@ def learning_rate_schedule(epochs: Sequence[Mapping[str, Any]], phases: Sequence
         return to_png(figure)
 
 
-def lr_finder(rates: Sequence[float], losses: Sequence[float], suggested: float | None) -> bytes:
-    """The learning-rate range test: loss against a growing learning rate, suggestion marked."""
+def lr_finder(
+    rates: Sequence[float], losses: Sequence[float], smoothed: Sequence[float] | None, suggested: float | None
+) -> bytes:
+    """The learning-rate range test: loss against a growing rate (log scale), the suggestion marked.
+
+    Diverged (non-finite) losses are left out; the y-axis stops short of the
+    blow-up so the useful descent stays readable.
+    """
+    finite = [(r, loss) for r, loss in zip(rates, losses, strict=True) if math.isfinite(loss)]
+    curve = [(r, v) for r, v in zip(rates, smoothed or [], strict=False) if math.isfinite(v)]
     with plt.rc_context(STYLE):
-        figure, axis = _figure(8, 3.2)
-        axis.plot(rates, losses, color="#0969da")
-        axis.set_xscale("log")
+        figure, axis = _figure(8, 3.4)
+        axis.plot(
+            [r for r, _ in finite], [v for _, v in finite], color="#8c959f", lw=1, label="loss per batch"
+        )
+        if curve:
+            axis.plot(
+                [r for r, _ in curve], [v for _, v in curve], color="#0969da", lw=2, label="smoothed loss"
+            )
         if suggested:
             axis.axvline(suggested, color=WRONG_COLOR, ls="--", label=f"suggested {suggested:.2g}")
-            axis.legend(frameon=False)
+        reference = [v for _, v in curve] or [v for _, v in finite]
+        axis.set_ylim(0, max(reference[0] * 1.5, min(reference) * 2))
+        axis.set_xscale("log")
         axis.set_xlabel("learning rate")
-        axis.set_ylabel("loss")
-        axis.set_title("Learning-rate finder")
+        axis.set_ylabel("training loss")
+        axis.set_title("Learning-rate range test")
+        axis.legend(frameon=False, loc="upper left")
         axis.spines[["top", "right"]].set_visible(False)
         figure.tight_layout()
         return to_png(figure)
@@ -276,8 +350,15 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], class_names: Sequence[str
         if size <= 25:  # beyond that the numbers are unreadable; the HTML table has them
             for (row, column), count in np.ndenumerate(counts):
                 if count:
-                    axis.text(column, row, f"{int(count)}", ha="center", va="center", fontsize=8,
-                              color="white" if shares[row, column] > 0.5 else "black")
+                    axis.text(
+                        column,
+                        row,
+                        f"{int(count)}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if shares[row, column] > 0.5 else "black",
+                    )
         axis.set_xticks(range(size), [_plain(n) for n in class_names], rotation=45, ha="right")
         axis.set_yticks(range(size), [_plain(n) for n in class_names])
         axis.set_xlabel("predicted class")

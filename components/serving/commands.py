@@ -132,7 +132,11 @@ def main(args: argparse.Namespace) -> int:
     command = (binary_command if backend == "tensorflow_model_server" else docker_command)(
         args, serving_dir, model_name
     )
-    print(f"visiontfx serve: running {'TF Serving' if backend != 'docker' else TF_SERVING_IMAGE} ({backend})")
+    what = {
+        "tensorflow_model_server": "TF Serving (tensorflow_model_server found on PATH)",
+        "docker": f"TF Serving in Docker ({TF_SERVING_IMAGE}; no tensorflow_model_server on PATH)",
+    }[backend]
+    print(f"visiontfx serve: running {what}")
     if backend == "tensorflow_model_server" and args.host not in ("0.0.0.0", "::"):
         print(f"  note: tensorflow_model_server listens on all interfaces; --host {args.host} is not applied")
     print("  " + shlex.join(command), flush=True)

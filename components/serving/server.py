@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import signal
 import threading
 import time
 import urllib.parse
@@ -68,6 +69,8 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 CLASSIFY_OUTPUTS = ("classes", "scores")
 SIGNATURE_DEF_FIELD = "signature_def"
 BYTES_SUFFIX = "_bytes"  # TF Serving's REST API writes such string outputs as {"b64": ...}
+# How long and how much of a refused request body is read before the connection closes.
+LINGER_SECONDS, LINGER_BYTES = 2.0, 64 * 1024 * 1024
 State = get_model_status_pb2.ModelVersionStatus.State
 
 # TF Serving's status → HTTP mapping (model_servers/http_server.cc).
@@ -865,15 +868,15 @@ def make_http_handler(
             self._reply_json(*api.handle("GET", self.path, b""))
 
         def do_POST(self) -> None:
-            length = self._body_length()
+            length = self._body_length(body_coming=True)
             if length is not None:
                 self._reply_json(*api.handle("POST", self.path, self.rfile.read(length)))
 
         def handle_expect_100(self) -> bool:
             # Refuse an oversized body before the client sends it (curl asks first above 1 kB).
-            return self._body_length() is not None and super().handle_expect_100()
+            return self._body_length(body_coming=False) is not None and super().handle_expect_100()
 
-        def _body_length(self) -> int | None:
+        def _body_length(self, body_coming: bool) -> int | None:
             """The announced body size, or None after replying with the error that refuses it."""
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 status, message = 411, "Chunked request bodies are not supported: send Content-Length."
@@ -889,9 +892,22 @@ def make_http_handler(
                     message = f"Request body of {length} bytes exceeds the server's limit of {limit} bytes."
                 else:
                     status, message = 400, "Invalid Content-Length."
-            self.close_connection = True  # the body stays unread: this connection cannot be reused
+            self.close_connection = True  # the body is not read as a request: no reuse of this connection
             self._reply_json(status, {"error": message})
+            if body_coming:
+                self._discard_body(length if status == 413 else 0)
             return None
+
+        def _discard_body(self, length: int) -> None:
+            """Reads (a bounded part of) a refused body, so that closing does not reset the
+            connection under a client still sending, which would lose the error reply."""
+            self.connection.settimeout(LINGER_SECONDS)
+            remaining = min(length, LINGER_BYTES)
+            try:
+                while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
+                    remaining -= len(chunk)
+            except OSError:
+                pass
 
         def _reply_json(self, status: int, payload: Mapping[str, Any]) -> None:
             self._reply(status, json.dumps(payload).encode(), "application/json")
@@ -1139,14 +1155,15 @@ class LocalModelServer:
             thread.join(timeout=5)
 
     def wait(self) -> None:
-        """Blocks until stop() or Ctrl-C."""
-        try:
-            while not self._stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
+        """Blocks until stop(), Ctrl-C or SIGTERM, then stops cleanly."""
+        if threading.current_thread() is threading.main_thread():
+            # A handler that only sets the event: a KeyboardInterrupt raised inside
+            # Event.wait can leave its lock inconsistent ("release unlocked lock").
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: self._stop.set())
+        while not self._stop.wait(0.5):
             pass
-        finally:
-            self.stop()
+        self.stop()
 
     def describe(self) -> str:
         lines = [

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import tensorflow as tf
 
-from visiontfx.components.image_example_gen.executor import IMAGE_KEY, LABEL_KEY
+from visiontfx.components.image_example_gen.features import IMAGE_KEY, LABEL_KEY
 from visiontfx.components.transform.preprocessing import IMAGE_FEATURE
 
 if TYPE_CHECKING:  # only for annotations: the Pusher imports this module without TFT

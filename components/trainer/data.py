@@ -11,10 +11,11 @@ import json
 import os
 from typing import Any, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from visiontfx.components.image_example_gen.executor import (
+from visiontfx.components.image_example_gen.features import (
     IMAGE_KEY,
     LABEL_KEY,
     LABELS_FILE,
@@ -38,6 +39,11 @@ def list_files(patterns: Sequence[str]) -> list[str]:
 def examples_root(patterns: Sequence[str]) -> str:
     """The Examples artifact directory of split file patterns like <uri>/Split-train/*."""
     return os.path.dirname(os.path.dirname(patterns[0]))
+
+
+def split_pattern(examples_uri: str, split: str) -> str:
+    """The file pattern of one split of an Examples artifact (what TFX puts in fn_args)."""
+    return os.path.join(examples_uri, f"Split-{split}", "*")
 
 
 def read_class_names(patterns: Sequence[str]) -> list[str]:
@@ -68,6 +74,23 @@ def count_records(files: Sequence[str]) -> int:
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
+def count_labels(files: Sequence[str], num_classes: int) -> list[int]:
+    """Examples per class, read from the label feature alone (when no ingestion report has them).
+
+    Parsing only the integer label is cheap: no image is decoded.
+    """
+    spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    dataset = (
+        tf.data.TFRecordDataset(list(files), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+        .batch(1024)
+        .map(lambda serialized: tf.io.parse_example(serialized, spec)[LABEL_KEY], num_parallel_calls=AUTOTUNE)
+    )
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for labels in dataset.as_numpy_iterator():
+        counts += np.bincount(labels, minlength=num_classes)[:num_classes]
+    return [int(count) for count in counts]
+
+
 def make_dataset(
     file_patterns: Sequence[str],
     tft_output: tft.TFTransformOutput,
@@ -76,11 +99,19 @@ def make_dataset(
     seed: int,
     augmentation: Any = None,
     repeat: bool | None = None,
+    deterministic: bool = True,
 ) -> tf.data.Dataset:
     """(scaled images [B,S,S,3], labels [B]) batches.
 
     Training data are shuffled (files, then records), repeated, batched with
     a fixed batch size and augmented; evaluation data are read once, in order.
+
+    The augmentation layers draw from one stateful random generator. In a
+    parallel map the batches race for it, so the same seed gives different
+    augmentations (measured: two seeded runs drifted apart in their second
+    epoch). ``deterministic`` runs that one cheap stage in order — decoding,
+    the expensive part, stays parallel — and two runs are then bit-identical
+    on CPU.
     """
     files = list_files(file_patterns)
     dataset = tf.data.Dataset.from_tensor_slices(files)
@@ -110,6 +141,12 @@ def make_dataset(
     if training and augmentation is not None:
         dataset = dataset.map(
             lambda images, labels: (augmentation(images, training=True), labels),
-            num_parallel_calls=None,
+            num_parallel_calls=None if deterministic else AUTOTUNE,
         )
     return dataset.prefetch(AUTOTUNE)
+
+
+def first_batch(dataset: tf.data.Dataset, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``size`` examples of a batched (images, labels) dataset, as arrays."""
+    images, labels = next(iter(dataset.unbatch().batch(size).take(1)))
+    return images.numpy(), labels.numpy()

@@ -136,14 +136,13 @@ def apply_precision(policy: str) -> None:
 
 
 @contextlib.contextmanager
-def precision_policy(policy: str) -> Iterator[None]:
-    """Sets the global Keras policy for a block and restores the previous one.
+def restoring_precision_policy() -> Iterator[None]:
+    """Puts the global Keras policy back as it was after the block.
 
     The LocalDagRunner runs every component in one process: a mixed policy left
     behind by the Trainer would leak into whatever builds layers next.
     """
     previous = tf_keras.mixed_precision.global_policy()
-    apply_precision(policy)
     try:
         yield
     finally:
@@ -155,12 +154,3 @@ def scaled_optimizer(optimizer: tf_keras.optimizers.Optimizer, policy: str) -> t
     if policy == "mixed_float16" and not isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
         return tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer
-
-
-def enable_determinism() -> None:
-    """Deterministic kernels (and tf.data) for bit-reproducible runs; costs some speed.
-
-    Process-wide and sticky, like TensorFlow's own switch: only set it when the
-    config asks for ``training.deterministic``.
-    """
-    tf.config.experimental.enable_op_determinism()

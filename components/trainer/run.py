@@ -2,10 +2,16 @@
 
 Phase 1 (warm-up) trains only the new head on a frozen backbone; phase 2
 (fine-tuning) unfreezes the top of the backbone (BatchNorm kept frozen) at a
-learning rate 10× lower. Precision and distribution strategy follow the
-hardware; seeds, callbacks and resumable checkpoints make runs repeatable and
-interruptible. The exported SavedModel carries the Transform graph and the
-signatures in ``components/serving/signatures.py``.
+learning rate 10× lower, optionally in stages (gradual unfreezing). A randomly
+initialized network trains whole, in one phase. Precision and distribution
+strategy follow the hardware; seeds, ordered augmentation, callbacks and
+resumable checkpoints make runs repeatable and interruptible. The exported
+SavedModel carries the Transform graph and the signatures in
+``components/serving/signatures.py``.
+
+The pieces (:func:`prepare`, :func:`build_model`, :func:`plan_phases`,
+:func:`train_phases`) are shared with the learning-rate finder and the Tuner,
+so they train exactly the model the Trainer would.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any, Mapping, Sequence
@@ -38,7 +44,50 @@ from visiontfx.components.transform.augmentation import build_augmentation
 
 HISTORY_FILE = "training_history.json"
 BASELINES_FILE = "baselines.json"
-WARMUP_DONE = "warmup_done.weights.h5"
+# Next to a phase's BackupAndRestore folder once the phase has finished: its
+# weights and history, so a re-run skips it instead of training it again.
+PHASE_DONE = "{phase}.done"
+
+# Hyperparameters the Tuner may set, and the config section each one lives in.
+TUNABLE = {
+    "learning_rate": "training",
+    "finetune_learning_rate": "training",
+    "unfreeze_layers": "training",
+    "unfreeze_fraction": "training",
+    "dropout": "model",
+}
+
+
+# --------------------------------------------------------------------------
+# Settings
+
+
+def hyperparameter_values(hyperparameters: Any) -> dict[str, Any]:
+    """The chosen values from what TFX passes as ``fn_args.hyperparameters``.
+
+    That is a KerasTuner ``HyperParameters.get_config()`` dict (values under
+    ``values``); a HyperParameters object or a plain mapping also work.
+    """
+    if not hyperparameters:
+        return {}
+    if hasattr(hyperparameters, "values") and not isinstance(hyperparameters, Mapping):
+        return dict(hyperparameters.values)
+    if isinstance(hyperparameters.get("values"), Mapping):
+        return dict(hyperparameters["values"])
+    return dict(hyperparameters)
+
+
+def apply_hyperparameters(custom_config: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the Trainer's custom_config with tuned values in their sections."""
+    unknown = sorted(set(values) - set(TUNABLE))
+    if unknown:
+        raise ValueError(f"Unknown hyperparameters {unknown}; tunable: {sorted(TUNABLE)}")
+    result = {
+        key: dict(value) if isinstance(value, Mapping) else value for key, value in custom_config.items()
+    }
+    for name, value in values.items():
+        result[TUNABLE[name]][name] = value
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,30 +102,63 @@ class TrainerSettings:
     class_names: Sequence[str] = ()
 
     @classmethod
-    def from_custom_config(cls, custom_config: Mapping[str, Any]) -> TrainerSettings:
+    def from_custom_config(
+        cls, custom_config: Mapping[str, Any], hyperparameters: Any = None
+    ) -> TrainerSettings:
+        config = apply_hyperparameters(custom_config, hyperparameter_values(hyperparameters))
         return cls(
-            model=custom_config["model"],
-            training=custom_config["training"],
-            augmentation=custom_config["augmentation"],
-            top_k=int(custom_config.get("top_k", 3)),
-            checkpoint_root=custom_config.get("checkpoint_root", ""),
-            class_names=tuple(custom_config.get("class_names") or ()),
+            model=config["model"],
+            training=config["training"],
+            augmentation=config["augmentation"],
+            top_k=int(config.get("top_k", 3)),
+            checkpoint_root=config.get("checkpoint_root", ""),
+            class_names=tuple(config.get("class_names") or ()),
         )
+
+    def as_custom_config(self) -> dict[str, Any]:
+        return {
+            "model": dict(self.model),
+            "training": dict(self.training),
+            "augmentation": dict(self.augmentation),
+            "top_k": self.top_k,
+            "checkpoint_root": self.checkpoint_root,
+            "class_names": list(self.class_names),
+        }
 
     @property
     def image_size(self) -> int:
         return resolve_image_size(self.model["backbone"], int(self.model.get("image_size", 0)))
 
     @property
+    def learning_rate(self) -> float:
+        return float(self.training["learning_rate"])
+
+    @property
     def finetune_learning_rate(self) -> float:
-        return float(self.training["finetune_learning_rate"] or self.training["learning_rate"] / 10.0)
+        return float(self.training["finetune_learning_rate"] or self.learning_rate / 10.0)
+
+    @property
+    def seed(self) -> int:
+        return int(self.training["seed"])
+
+    @property
+    def deterministic(self) -> bool:
+        return bool(self.training.get("deterministic", True))
+
+    @property
+    def pretrained(self) -> bool:
+        return resolve_weights(self.model["weights"]) is not None
+
+
+# --------------------------------------------------------------------------
+# Losses, class balance, baselines
 
 
 class SparseFocalLoss(tf_keras.losses.Loss):
     """Focal loss on integer labels, with optional label smoothing.
 
     gamma = 0 reduces to (smoothed) cross-entropy; gamma > 0 down-weights easy
-    examples, the handbook's remedy for strong class imbalance.
+    examples by (1 - p)^gamma, the handbook's remedy for strong class imbalance.
     """
 
     def __init__(
@@ -106,7 +188,7 @@ class SparseFocalLoss(tf_keras.losses.Loss):
         }
 
 
-def make_loss(num_classes: int, training: Mapping[str, Any]) -> Any:
+def make_loss(num_classes: int, training: Mapping[str, Any]) -> tf_keras.losses.Loss:
     gamma, smoothing = float(training["focal_loss_gamma"]), float(training["label_smoothing"])
     if gamma or smoothing:
         return SparseFocalLoss(num_classes, gamma, smoothing)
@@ -131,17 +213,56 @@ def baselines(eval_counts: Sequence[int]) -> dict[str, float]:
     }
 
 
+def transform_graph_uri(fn_args: Any) -> str:
+    """The Transform graph of FnArgs (the Tuner sets only the newer name, the Trainer both)."""
+    return getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
+
+
 def checkpoint_fingerprint(fn_args: Any, custom_config: Mapping[str, Any]) -> str:
     """Same inputs and config → same checkpoint folder, so a re-run resumes."""
     key = json.dumps(
         {
             "train": list(fn_args.train_files),
-            "transform": fn_args.transform_output,
+            "transform": transform_graph_uri(fn_args),
             "config": {k: v for k, v in custom_config.items() if k != "checkpoint_root"},
         },
         sort_keys=True,
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------
+# Callbacks
+
+
+class ResumeLogger(tf_keras.callbacks.Callback):
+    """Reports where fit() really starts: after BackupAndRestore, a resumed run starts late.
+
+    It must come after BackupAndRestore in the callback list; the first
+    epoch/batch hooks then see the restored counters.
+    """
+
+    def __init__(self, phase: str, initial_epoch: int, record: dict[str, Any]) -> None:
+        super().__init__()
+        self.phase, self.initial_epoch, self.record = phase, initial_epoch, record
+        self._epoch: int | None = None
+        self._checked = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._epoch is None:
+            self._epoch = epoch
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        epoch = self.initial_epoch if self._epoch is None else self._epoch
+        if (epoch, batch) != (self.initial_epoch, 0):
+            self.record.update({"phase": self.phase, "epoch": epoch, "step": batch})
+            print(
+                f"[Trainer] {self.phase}: resuming from a checkpoint at epoch {epoch + 1}, step {batch}",
+                flush=True,
+            )
 
 
 class LearningRateLogger(tf_keras.callbacks.Callback):
@@ -153,10 +274,15 @@ class LearningRateLogger(tf_keras.callbacks.Callback):
 
 
 def make_callbacks(
-    settings: TrainerSettings, phase: str, log_dir: str, backup_dir: str, steps_per_epoch: int
+    settings: TrainerSettings,
+    phase: str,
+    log_dir: str,
+    backup_dir: str | None,
+    steps_per_epoch: int,
 ) -> list[tf_keras.callbacks.Callback]:
+    """The callbacks of one phase; without ``backup_dir`` nothing is written (tuning trials)."""
     training = settings.training
-    return [
+    callbacks: list[tf_keras.callbacks.Callback] = [
         LearningRateLogger(),
         tf_keras.callbacks.EarlyStopping(
             monitor="val_loss",
@@ -171,9 +297,14 @@ def make_callbacks(
             min_lr=1e-7,
             verbose=1,
         ),
+    ]
+    if backup_dir is None:
+        return callbacks
+    return [
+        *callbacks,
         tf_keras.callbacks.BackupAndRestore(
             os.path.join(backup_dir, phase),
-            save_freq=max(1, steps_per_epoch // 4),
+            save_freq=max(1, steps_per_epoch // 4),  # a kill loses at most a quarter epoch
             delete_checkpoint=True,
         ),
         tf_keras.callbacks.ModelCheckpoint(
@@ -195,140 +326,316 @@ def _verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def run_fn(fn_args: Any) -> None:
-    """TFX Trainer entry point (referenced by name from the pipeline)."""
-    skip_tf_keras_in_autograph()
-    settings = TrainerSettings.from_custom_config(fn_args.custom_config)
-    training = settings.training
-    seed = int(training["seed"])
-    tf_keras.utils.set_random_seed(seed)
+# --------------------------------------------------------------------------
+# Inputs and model
 
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    class_names = list(settings.class_names) or data.read_class_names(fn_args.train_files)
-    report = data.read_ingestion_report(fn_args.train_files)
-    train_counts = data.split_class_counts(report, "train", class_names)
-    eval_counts = data.split_class_counts(report, "eval", class_names)
-    if not sum(train_counts):  # no report (ImportExampleGen): count the records
-        train_counts = [data.count_records(data.list_files(fn_args.train_files))] + [0] * (
-            len(class_names) - 1
+
+@dataclasses.dataclass
+class TrainingSetup:
+    """Everything decided before the first step: data, counts, strategy, precision, batches."""
+
+    settings: TrainerSettings
+    strategy: tf.distribute.Strategy
+    strategy_name: str
+    policy: str
+    tft_output: tft.TFTransformOutput
+    class_names: list[str]
+    train_counts: list[int]
+    eval_counts: list[int]
+    global_batch: int
+    steps_per_epoch: int
+    eval_steps: int | None
+    train_dataset: tf.data.Dataset
+    eval_dataset: tf.data.Dataset
+    train_files: Sequence[str] = ()
+    eval_files: Sequence[str] = ()
+
+    @property
+    def balanced(self) -> bool:
+        """Class weighting on: the loss, not the output bias, accounts for the imbalance."""
+        return bool(self.settings.training["class_weighting"]) and sum(self.train_counts) > 0
+
+    def describe(self) -> str:
+        settings = self.settings
+        return (
+            f"[Trainer] {settings.model['backbone']} @ {settings.image_size}px "
+            f"({'pretrained: ' + settings.model['weights'] if settings.pretrained else 'random init'}), "
+            f"{len(self.class_names)} classes, strategy={self.strategy_name} "
+            f"({self.strategy.num_replicas_in_sync} replicas), precision={self.policy}, "
+            f"global batch {self.global_batch}, {self.steps_per_epoch} steps/epoch, "
+            f"{sum(self.train_counts)} train / {sum(self.eval_counts)} eval images"
         )
-        eval_counts = [data.count_records(data.list_files(fn_args.eval_files))] + [0] * (len(class_names) - 1)
 
-    strategy_name = hardware.resolve_strategy_name(training["strategy"])
+
+def class_counts(fn_args: Any, class_names: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Train and eval examples per class: from ExampleGen's report, else counted from the labels."""
+    report = data.read_ingestion_report(fn_args.train_files)
+    train = data.split_class_counts(report, "train", class_names)
+    evaluation = data.split_class_counts(report, "eval", class_names)
+    if not sum(train):  # no report (ImportExampleGen): read the labels
+        train = data.count_labels(data.list_files(fn_args.train_files), len(class_names))
+    if not sum(evaluation):
+        evaluation = data.count_labels(data.list_files(fn_args.eval_files), len(class_names))
+    return train, evaluation
+
+
+def prepare(
+    fn_args: Any, settings: TrainerSettings, strategy_name: str | None = None, augment: bool = True
+) -> TrainingSetup:
+    """Strategy, precision and datasets for ``fn_args`` (call it before other TensorFlow work).
+
+    Sets the global precision policy: run it inside :func:`hardware.restoring_precision_policy`.
+    """
+    training = settings.training
+    strategy_name = strategy_name or hardware.resolve_strategy_name(training["strategy"])
+    # First: MultiWorkerMirroredStrategy must set up collectives before the runtime starts.
     strategy = hardware.make_strategy(strategy_name)
     policy = hardware.resolve_precision(training["precision"], strategy_name)
     hardware.apply_precision(policy)
+    tf_keras.utils.set_random_seed(settings.seed)
+
+    tft_output = tft.TFTransformOutput(transform_graph_uri(fn_args))
+    class_names = list(settings.class_names) or data.read_class_names(fn_args.train_files)
+    train_counts, eval_counts = class_counts(fn_args, class_names)
     global_batch = int(training["batch_size"]) * strategy.num_replicas_in_sync
     steps_per_epoch = int(training["steps_per_epoch"]) or max(1, sum(train_counts) // global_batch)
     # None: the whole eval split each epoch (it is read once, not repeated).
     eval_steps = int(training["eval_steps"]) or None
-    print(
-        f"[Trainer] {settings.model['backbone']} @ {settings.image_size}px, {len(class_names)} classes, "
-        f"strategy={strategy_name} ({strategy.num_replicas_in_sync} replicas), precision={policy}, "
-        f"global batch {global_batch}, {steps_per_epoch} steps/epoch, "
-        f"{sum(train_counts)} train / {sum(eval_counts)} eval images",
-        flush=True,
-    )
 
-    augmentation = build_augmentation(settings.augmentation, seed)
-    train_dataset = data.make_dataset(fn_args.train_files, tft_output, global_batch, True, seed, augmentation)
+    augmentation = build_augmentation(settings.augmentation, settings.seed) if augment else None
+    train_dataset = data.make_dataset(
+        fn_args.train_files,
+        tft_output,
+        global_batch,
+        True,
+        settings.seed,
+        augmentation,
+        deterministic=settings.deterministic,
+    )
     eval_dataset = data.make_dataset(
-        fn_args.eval_files, tft_output, global_batch, False, seed, repeat=bool(eval_steps)
+        fn_args.eval_files, tft_output, global_batch, False, settings.seed, repeat=bool(eval_steps)
     )
-    balanced = bool(training["class_weighting"]) and sum(train_counts) > 0
+    return TrainingSetup(
+        settings=settings,
+        strategy=strategy,
+        strategy_name=strategy_name,
+        policy=policy,
+        tft_output=tft_output,
+        class_names=class_names,
+        train_counts=train_counts,
+        eval_counts=eval_counts,
+        global_batch=global_batch,
+        steps_per_epoch=steps_per_epoch,
+        eval_steps=eval_steps,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        train_files=list(fn_args.train_files),
+        eval_files=list(fn_args.eval_files),
+    )
 
-    backup_dir = os.path.join(
-        settings.checkpoint_root or os.path.join(fn_args.model_run_dir, "backup"),
-        checkpoint_fingerprint(fn_args, fn_args.custom_config),
-    )
-    with strategy.scope():
-        model, backbone = build_classifier(
+
+def build_model(setup: TrainingSetup) -> tuple[tf_keras.Model, tf_keras.Model]:
+    """(classifier, backbone) in the strategy's scope, the output bias from the class priors."""
+    settings = setup.settings
+    with setup.strategy.scope():
+        return build_classifier(
             settings.model["backbone"],
-            len(class_names),
+            len(setup.class_names),
             settings.image_size,
             settings.model["weights"],
             float(settings.model["dropout"]),
-            output_bias=None if balanced else prior_logits(train_counts),
+            output_bias=None if setup.balanced else prior_logits(setup.train_counts),
         )
-        loss = make_loss(len(class_names), training)
 
-    history: dict[str, Any] = {"phases": [], "epochs": []}
+
+# --------------------------------------------------------------------------
+# Phases
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One model.fit: its epochs, learning rate and what is trainable."""
+
+    name: str
+    first_epoch: int
+    last_epoch: int
+    learning_rate: float
+    trainable: str  # "all" (scratch), "head" (frozen backbone) or "top" (fine-tuning)
+    unfreeze_layers: int = 0
+    unfreeze_fraction: float = 0.0
+
+
+def plan_phases(settings: TrainerSettings) -> list[Phase]:
+    """Random init: one phase over the whole network. Pretrained: warm-up, then fine-tuning stages."""
+    training = settings.training
+    warmup, finetune = int(training["warmup_epochs"]), int(training["finetune_epochs"])
+    if not settings.pretrained:
+        # Freezing a random backbone would train a head on noise.
+        return [Phase("scratch", 0, warmup + finetune, settings.learning_rate, "all")]
+    phases = [Phase("warmup", 0, warmup, settings.learning_rate, "head")] if warmup else []
+    stages = max(1, finetune if training["gradual_unfreeze"] else 1) if finetune else 0
+    layers, fraction = int(training["unfreeze_layers"]), float(training["unfreeze_fraction"])
+    for stage in range(stages):
+        share = (stage + 1) / stages  # gradual: each stage unfreezes a larger top share
+        first = warmup + stage * (finetune // stages)
+        last = warmup + finetune if stage == stages - 1 else first + finetune // stages
+        phases.append(
+            Phase(
+                "finetune" if stages == 1 else f"finetune-{stage + 1}",
+                first,
+                last,
+                settings.finetune_learning_rate,
+                "top",
+                layers if layers < 0 else round(layers * share),
+                fraction * share,
+            )
+        )
+    return phases
+
+
+def configure_trainable(backbone: tf_keras.Model, phase: Phase) -> int:
+    """Sets what ``phase`` trains; returns how many backbone layers with weights are trainable."""
+    if phase.trainable == "head":
+        freeze_backbone(backbone)
+        return 0
+    if phase.trainable == "all":
+        backbone.trainable = True
+        return sum(1 for layer in backbone.layers if layer.trainable_weights)
+    return unfreeze_top(backbone, phase.unfreeze_layers, phase.unfreeze_fraction)
+
+
+def _phase_done_path(backup_dir: str, phase: Phase) -> str:
+    return os.path.join(backup_dir, PHASE_DONE.format(phase=phase.name))
+
+
+def _history_rows(phase: Phase, history: Mapping[str, Sequence[float]]) -> list[dict[str, Any]]:
+    epochs_run = len(history.get("loss", []))
+    return [
+        {
+            "epoch": phase.first_epoch + offset,
+            "phase": phase.name,
+            **{k: float(v[offset]) for k, v in history.items()},
+        }
+        for offset in range(epochs_run)
+    ]
+
+
+def train_phases(
+    setup: TrainingSetup,
+    model: tf_keras.Model,
+    backbone: tf_keras.Model,
+    log_dir: str,
+    backup_dir: str | None,
+    extra_callbacks: Sequence[tf_keras.callbacks.Callback] = (),
+) -> dict[str, Any]:
+    """Runs every planned phase; returns the training history.
+
+    With ``backup_dir`` each phase resumes from its BackupAndRestore checkpoint
+    and a finished phase leaves its weights and history behind, so a re-run
+    after a kill skips it.
+    """
+    settings = setup.settings
+    loss = make_loss(len(setup.class_names), settings.training)
+    history: dict[str, Any] = {"phases": [], "epochs": [], "resumed": []}
     fit_kwargs = dict(
-        x=train_dataset,
-        validation_data=eval_dataset,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=eval_steps,
+        x=setup.train_dataset,
+        validation_data=setup.eval_dataset,
+        steps_per_epoch=setup.steps_per_epoch,
+        validation_steps=setup.eval_steps,
         verbose=_verbosity(),
-        class_weight=class_weights(train_counts) if balanced else None,
+        class_weight=class_weights(setup.train_counts) if setup.balanced else None,
     )
+    phases = plan_phases(settings)
+    for number, phase in enumerate(phases, start=1):
+        with setup.strategy.scope():
+            trainable = configure_trainable(backbone, phase)
+            compile_model(model, phase.learning_rate, loss, setup.policy)
+        done = _phase_done_path(backup_dir, phase) if backup_dir else None
+        if done and tf.io.gfile.exists(done + ".json"):
+            print(f"[Trainer] {phase.name} already finished in an interrupted run: skipping it", flush=True)
+            model.load_weights(os.path.join(done, "weights"))
+            with tf.io.gfile.GFile(done + ".json") as handle:
+                finished = json.load(handle)
+            history["phases"].append(finished["phase"])
+            history["epochs"].extend(finished["epochs"])
+            continue
+        epochs = f"{phase.first_epoch + 1}-{phase.last_epoch}"
+        print(
+            f"[Trainer] phase {number}/{len(phases)} {phase.name} ({phase.trainable}): {trainable} backbone "
+            f"layers trainable, lr {phase.learning_rate:g}, epochs {epochs}",
+            flush=True,
+        )
+        resumed: dict[str, Any] = {}
+        callbacks = [
+            *make_callbacks(settings, phase.name, log_dir, backup_dir, setup.steps_per_epoch),
+            ResumeLogger(phase.name, phase.first_epoch, resumed),
+            *extra_callbacks,
+        ]
+        result = model.fit(
+            epochs=phase.last_epoch, initial_epoch=phase.first_epoch, callbacks=callbacks, **fit_kwargs
+        )
+        record = {
+            "name": phase.name,
+            "first_epoch": phase.first_epoch,
+            "epochs": len(result.history.get("loss", [])),
+        }
+        rows = _history_rows(phase, result.history)
+        history["phases"].append(record)
+        history["epochs"].extend(rows)
+        if resumed:
+            history["resumed"].append(resumed)
+        if done and hardware.is_chief():
+            model.save_weights(os.path.join(done, "weights"))
+            _write_json(done + ".json", {"phase": record, "epochs": rows})
+    return history
 
-    def fit_phase(name: str, first_epoch: int, last_epoch: int) -> None:
-        callbacks = make_callbacks(settings, name, fn_args.model_run_dir, backup_dir, steps_per_epoch)
-        result = model.fit(epochs=last_epoch, initial_epoch=first_epoch, callbacks=callbacks, **fit_kwargs)
-        epochs_run = len(result.history.get("loss", []))
-        history["phases"].append({"name": name, "first_epoch": first_epoch, "epochs": epochs_run})
-        for offset in range(epochs_run):
-            history["epochs"].append(
-                {
-                    "epoch": first_epoch + offset,
-                    "phase": name,
-                    **{k: float(v[offset]) for k, v in result.history.items()},
-                }
+
+# --------------------------------------------------------------------------
+# run_fn
+
+
+def run_fn(fn_args: Any) -> None:
+    """TFX Trainer entry point (referenced by name from the pipeline)."""
+    skip_tf_keras_in_autograph()
+    settings = TrainerSettings.from_custom_config(
+        fn_args.custom_config, getattr(fn_args, "hyperparameters", None)
+    )
+    with hardware.restoring_precision_policy():
+        setup = prepare(fn_args, settings)
+        print(setup.describe(), flush=True)
+        model, backbone = build_model(setup)
+        sanity = None
+        if settings.training.get("sanity_overfit_batch"):
+            from visiontfx.components.trainer.sanity import check_can_overfit
+
+            sanity = check_can_overfit(setup, model)
+        custom_config = settings.as_custom_config()
+        backup_dir = os.path.join(
+            settings.checkpoint_root or os.path.join(fn_args.model_run_dir, "backup"),
+            checkpoint_fingerprint(fn_args, custom_config),
+        )
+        history = train_phases(setup, model, backbone, fn_args.model_run_dir, backup_dir)
+        export_model(model, setup.tft_output, setup.class_names, settings.top_k, fn_args.serving_model_dir)
+        if hardware.is_chief():
+            from visiontfx.components.serving.signatures import save_warmup_images
+
+            save_warmup_images(fn_args.serving_model_dir, fn_args.eval_files)
+            history.update(
+                class_names=setup.class_names,
+                precision=setup.policy,
+                strategy=setup.strategy_name,
+                replicas=setup.strategy.num_replicas_in_sync,
+                global_batch=setup.global_batch,
+                seed=settings.seed,
+                deterministic=settings.deterministic,
+                hyperparameters=hyperparameter_values(getattr(fn_args, "hyperparameters", None)),
+                config={"model": dict(settings.model), "training": dict(settings.training)},  # as trained
+                sanity=sanity,
             )
-
-    warmup_epochs = int(training["warmup_epochs"])
-    finetune_epochs = int(training["finetune_epochs"])
-    if resolve_weights(settings.model["weights"]) is None:
-        # Random init: freezing a random backbone would train a head on noise.
-        print("[Trainer] random init: training the whole network in one phase", flush=True)
-        with strategy.scope():
-            compile_model(model, float(training["learning_rate"]), loss, policy)
-        warmup_epochs, finetune_epochs = 0, 0
-        fit_phase("scratch", 0, int(training["warmup_epochs"]) + int(training["finetune_epochs"]))
-    warmup_marker = os.path.join(backup_dir, WARMUP_DONE)
-    if warmup_epochs:
-        with strategy.scope():
-            freeze_backbone(backbone)
-            compile_model(model, float(training["learning_rate"]), loss, policy)
-        if tf.io.gfile.exists(warmup_marker):
-            print("[Trainer] warm-up already done in an interrupted run: resuming after it", flush=True)
-            model.load_weights(warmup_marker)
-        else:
-            print(f"[Trainer] phase 1/2 warm-up: frozen backbone, {warmup_epochs} epoch(s)", flush=True)
-            fit_phase("warmup", 0, warmup_epochs)
-            tf.io.gfile.makedirs(backup_dir)
-            model.save_weights(warmup_marker)
-
-    if finetune_epochs:
-        stages = finetune_epochs if training["gradual_unfreeze"] else 1
-        per_stage = finetune_epochs // stages
-        for stage in range(stages):
-            depth_share = (stage + 1) / stages
-            with strategy.scope():
-                layers = int(training["unfreeze_layers"])
-                trainable = unfreeze_top(
-                    backbone,
-                    layers if layers < 0 else round(layers * depth_share),
-                    float(training["unfreeze_fraction"]) * depth_share,
-                )
-                compile_model(model, settings.finetune_learning_rate, loss, policy)
-            first = warmup_epochs + stage * per_stage
-            last = warmup_epochs + finetune_epochs if stage == stages - 1 else first + per_stage
-            print(
-                f"[Trainer] phase 2/2 fine-tuning (stage {stage + 1}/{stages}): {trainable} backbone "
-                f"layers trainable, lr {settings.finetune_learning_rate:g}, epochs {first + 1}-{last}",
-                flush=True,
-            )
-            fit_phase("finetune" if stages == 1 else f"finetune-{stage + 1}", first, last)
-
-    export_model(model, tft_output, class_names, settings.top_k, fn_args.serving_model_dir)
-    history["class_names"] = class_names
-    history["precision"], history["strategy"] = policy, strategy_name
-    history["replicas"], history["global_batch"] = strategy.num_replicas_in_sync, global_batch
-    _write_json(os.path.join(fn_args.model_run_dir, HISTORY_FILE), history)
-    _write_json(os.path.join(fn_args.model_run_dir, BASELINES_FILE), baselines(eval_counts))
-    if tf.io.gfile.exists(backup_dir):
-        tf.io.gfile.rmtree(backup_dir)
+            _write_json(os.path.join(fn_args.model_run_dir, HISTORY_FILE), history)
+            _write_json(os.path.join(fn_args.model_run_dir, BASELINES_FILE), baselines(setup.eval_counts))
+            if tf.io.gfile.exists(backup_dir):
+                tf.io.gfile.rmtree(backup_dir)
 
 
 def export_model(
@@ -338,12 +645,20 @@ def export_model(
     top_k: int,
     serving_model_dir: str,
 ) -> str:
-    """Saves the SavedModel; non-chief workers save to a scratch dir (MultiWorker rule)."""
+    """Saves the SavedModel; non-chief workers save to a scratch dir (MultiWorker rule).
+
+    Every worker must save, because saving a distributed model runs collective
+    ops; only the chief's copy is kept.
+    """
     from visiontfx.components.serving.signatures import build_signatures
 
     signatures = build_signatures(model, tft_output, class_names, top_k)
-    target = serving_model_dir if hardware.is_chief() else tempfile.mkdtemp(prefix="worker_export_")
+    chief = hardware.is_chief()
+    target = serving_model_dir if chief else tempfile.mkdtemp(prefix="worker_export_")
     model.save(target, save_format="tf", signatures=signatures, include_optimizer=False)
+    if not chief:
+        shutil.rmtree(target, ignore_errors=True)
+        print(f"[Trainer] not the chief: saved to scratch {target} and discarded it", flush=True)
     return target
 
 

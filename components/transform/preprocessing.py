@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
-from visiontfx.components.image_example_gen.executor import IMAGE_KEY, LABEL_KEY
+from visiontfx.components.image_example_gen.features import IMAGE_KEY, LABEL_KEY
 from visiontfx.components.trainer.backbones import backbone_info, resolve_image_size
 
 IMAGE_FEATURE = "image"

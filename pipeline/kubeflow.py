@@ -1,0 +1,333 @@
+"""``visiontfx compile``: the local DAG compiled for Kubeflow Pipelines 2.x or Vertex AI Pipelines.
+
+The DAG is ``dag.create_pipeline`` — the function the local runner uses — compiled
+with TFX's ``KubeflowV2DagRunner`` (KFP v1's ``KubeflowDagRunner`` is deprecated).
+Nothing is uploaded at compile time: the components name their user code
+(``visiontfx.components...``), which the pipeline image has installed, so this
+works offline even with a ``gs://`` pipeline root.
+
+Two targets, one compilation:
+
+- ``kubeflow``: the KFP v2 ``PipelineSpec`` as YAML, with ``defaultPipelineRoot``
+  set. The runner writes a Vertex AI ``PipelineJob``; the open-source ``kfp``
+  2.x client and backend want the bare spec.
+- ``vertex``: that ``PipelineJob`` as JSON (``displayName``, ``labels``,
+  ``pipelineSpec``, ``runtimeConfig``), which ``aiplatform.PipelineJob`` takes.
+
+Runtime parameters (changeable per run, in the KFP UI or ``visiontfx submit
+--param``), each defaulting to the value the local DAG would use:
+
+- ``data_root`` (str): where ImageExampleGen / ImportExampleGen read the images.
+- ``trainer_custom_config`` (JSON str): the Trainer's whole ``custom_config``
+  (model, training with the epochs, augmentation).
+- ``eval_config`` (JSON str): the Evaluator's whole ``tfma.EvalConfig`` (the
+  accuracy thresholds).
+
+TFX 1.16 accepts a RuntimeParameter only for a whole execution property, never
+for a value inside one: ``custom_config`` is JSON-dumped at construction and
+``eval_config`` is a proto, so "epochs" and "minimum accuracy" can only be
+runtime parameters as part of those two JSON documents (see docs/kubeflow.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping, get_args
+
+import yaml
+
+from visiontfx.pipeline.config import Config, ConfigError, load_config
+
+Target = Literal["kubeflow", "vertex"]
+TARGETS: tuple[str, ...] = get_args(Target)
+
+PARAM_DATA_ROOT = "data_root"
+PARAM_TRAINER_CONFIG = "trainer_custom_config"
+PARAM_EVAL_CONFIG = "eval_config"
+PARAMETER_DESCRIPTIONS = {
+    PARAM_DATA_ROOT: "Where the images are read (a path every task pod can read, or gs:// for TFRecords).",
+    PARAM_TRAINER_CONFIG: "JSON: the Trainer's custom_config (model, training incl. epochs, augmentation).",
+    PARAM_EVAL_CONFIG: "JSON: the Evaluator's tfma.EvalConfig (accuracy lower bound and allowed drop).",
+}
+# (component id, execution property) -> runtime parameter name.
+PARAMETERIZED_PROPERTIES = {
+    ("Trainer", "custom_config"): PARAM_TRAINER_CONFIG,
+    ("Evaluator", "eval_config"): PARAM_EVAL_CONFIG,
+}
+
+# The schema ImportSchemaGen reads must be a path inside the pipeline image, not
+# on the machine that compiles. The Dockerfile links the installed package's
+# schemas/ here (see docs/kubeflow.md); keep the two in sync.
+IMAGE_SCHEMA_DIR = "/opt/visiontfx/schemas"
+
+_OBJECT_STORE = re.compile(r"^[a-z][a-z0-9]+://[^/?]+")  # scheme://bucket[/prefix]
+_PARAMETER_TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
+
+
+# --------------------------------------------------------------------------
+# Building the TFX pipeline for a cluster
+
+
+def check_pipeline_root(root: str, target: Target) -> None:
+    """Fails early (before TFX is imported) on pipeline roots the platform cannot use.
+
+    TFX executors write their artifacts themselves (``tf.io.gfile``) under the
+    URIs the platform derives from the root, so the root must suit both:
+
+    - Vertex AI: ``gs://`` only.
+    - Kubeflow Pipelines 2.x: its launcher accepts ``gs://``, ``s3://`` and
+      ``minio://`` roots and rejects file paths ("unsupported Cloud bucket"), so a
+      volume mounted at e.g. /mnt/pipelines cannot be the root; TensorFlow cannot
+      write ``minio://`` URIs (use MinIO through ``s3://`` instead).
+    """
+    allowed = ("gs://",) if target == "vertex" else ("gs://", "s3://")
+    if _OBJECT_STORE.match(root) and root.startswith(allowed):
+        return
+    platform = "Vertex AI" if target == "vertex" else "Kubeflow Pipelines 2.x"
+    hint = ""
+    if root.startswith("minio://"):
+        hint = " TensorFlow cannot write minio:// URIs: address MinIO as s3:// (see docs/kubeflow.md)."
+    elif os.path.isabs(root) or not _OBJECT_STORE.match(root):
+        hint = " The platform's launcher only takes object stores, not a mounted volume's path."
+    raise ConfigError(
+        f"'kubeflow.pipeline_root' must start with {' or '.join(allowed)} on {platform}, got {root!r}.{hint}"
+    )
+
+
+def default_target(config: Config) -> Target:
+    return "vertex" if config.kubeflow.platform == "vertex" else "kubeflow"
+
+
+def build_pipeline(config: Config, target: Target) -> Any:
+    """The local DAG with cluster locations and runtime parameters bound (a tfx Pipeline)."""
+    from tfx import v1 as tfx
+
+    from visiontfx.pipeline.dag import RunLocations, create_pipeline
+    from visiontfx.pipeline.local_runner import beam_pipeline_args
+
+    check_pipeline_root(config.kubeflow.pipeline_root, target)
+    locations = RunLocations(
+        pipeline_root=config.kubeflow.pipeline_root,
+        serving_dir=config.kubeflow.serving_dir,
+        metadata_path=None,  # the cluster's own ML Metadata
+        data_root=tfx.dsl.experimental.RuntimeParameter(
+            name=PARAM_DATA_ROOT, ptype=str, default=config.kubeflow.data_root
+        ),
+    )
+    # Open-source KFP 2.x cannot run resolver executors, so no baseline there;
+    # Vertex AI resolves TFX's LatestBlessedModelStrategy.
+    baseline = "latest_blessed" if target == "vertex" else "none"
+    pipeline = create_pipeline(config, locations, beam_pipeline_args(config), baseline=baseline)
+    for component in pipeline.components:
+        if component.id == "ImportSchemaGen":
+            _use_image_schema(component)
+    _bind_runtime_parameters(pipeline)
+    return pipeline
+
+
+def _use_image_schema(schema_gen: Any) -> None:
+    """Points ImportSchemaGen at the schema's copy inside the image (same file name)."""
+    local_path = schema_gen.exec_properties["schema_file"]
+    schema_gen.exec_properties["schema_file"] = f"{IMAGE_SCHEMA_DIR}/{os.path.basename(local_path)}"
+
+
+def _bind_runtime_parameters(pipeline: Any) -> None:
+    """Turns the Trainer's custom_config and the Evaluator's eval_config into runtime parameters.
+
+    The DAG stays runner-agnostic: each compiled value becomes the default of
+    a RuntimeParameter, so a run without arguments is exactly the local DAG.
+    TFX's own type check is applied (a str RuntimeParameter is how TFX accepts
+    both a JSON custom_config and a JSON-serialized proto).
+    """
+    from tfx import v1 as tfx
+
+    found = set()
+    for component in pipeline.components:
+        for (component_id, key), name in PARAMETERIZED_PROPERTIES.items():
+            if component.id != component_id:
+                continue
+            value = component.exec_properties[key]
+            if not isinstance(value, str):  # TFX stores both as JSON text after construction
+                raise TypeError(f"{component_id}.{key} is {type(value).__name__}, expected JSON text")
+            parameter = tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=value)
+            component.spec.PARAMETERS[key].type_check(key, parameter)
+            component.exec_properties[key] = parameter
+            found.add((component_id, key))
+    missing = set(PARAMETERIZED_PROPERTIES) - found
+    if missing:
+        raise ValueError(f"The DAG has no {sorted(missing)}: update PARAMETERIZED_PROPERTIES")
+
+
+def runtime_parameters(pipeline: Any) -> dict[str, Any]:
+    """name -> RuntimeParameter, for every runtime parameter the pipeline uses."""
+    from tfx.orchestration import data_types
+
+    found: dict[str, Any] = {}
+    for component in pipeline.components:
+        for value in component.exec_properties.values():
+            if isinstance(value, data_types.RuntimeParameter):
+                found[value.name] = value
+    return dict(sorted(found.items()))
+
+
+# --------------------------------------------------------------------------
+# Compiling
+
+
+def compile_job(config: Config, target: Target) -> dict[str, Any]:
+    """The Vertex AI PipelineJob dict for ``config``, with parameter defaults in the spec."""
+    from tfx import v1 as tfx
+
+    pipeline = build_pipeline(config, target)
+    parameters = runtime_parameters(pipeline)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=config.kubeflow.image,
+            # Schema 2.1 (parameterType, defaultValue, constant) is what KFP 2.x's
+            # backend reads and what the kfp 2.x SDK itself emits.
+            use_pipeline_spec_2_1=True,
+        )
+    )
+    defaults = {name: parameter.default for name, parameter in parameters.items()}
+    job = runner.run(pipeline, parameter_values=defaults, write_out=False)
+    spec = job["pipelineSpec"]
+    spec["defaultPipelineRoot"] = config.kubeflow.pipeline_root
+    # TFX leaves the defaults out of the spec (they only reach the PipelineJob's
+    # runtimeConfig); the bare spec the kfp client submits needs them inline.
+    inputs = spec["root"].setdefault("inputDefinitions", {}).setdefault("parameters", {})
+    for name, default in defaults.items():
+        inputs[name].update(
+            defaultValue=default, isOptional=True, description=PARAMETER_DESCRIPTIONS.get(name, "")
+        )
+    return job
+
+
+def render(job: Mapping[str, Any], target: Target) -> str:
+    """The file's text: sorted keys and a fixed layout, so equal inputs give equal bytes."""
+    if target == "vertex":
+        return json.dumps(job, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    header = (
+        f"# KFP v2 PipelineSpec of '{job['pipelineSpec']['pipelineInfo']['name']}', compiled by "
+        "`visiontfx compile` (TFX KubeflowV2DagRunner).\n"
+    )
+    return header + yaml.safe_dump(
+        dict(job["pipelineSpec"]), sort_keys=True, allow_unicode=True, width=110, default_flow_style=False
+    )
+
+
+def compile_pipeline(
+    config: Config, output_path: str | os.PathLike[str], target: Target | None = None
+) -> str:
+    """Compiles ``config``'s DAG to ``output_path`` (written atomically); returns the path."""
+    target = target or default_target(config)
+    if target not in TARGETS:
+        raise ConfigError(f"Unknown target {target!r}; choose one of {', '.join(TARGETS)}.")
+    text = render(compile_job(config, target), target)
+    path = Path(output_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory, then rename: a reader never sees half a file. (open() rather
+    # than NamedTemporaryFile, whose 0600 mode would survive the rename.)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+# Reading compiled files (shared with submit/schedule)
+
+
+def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A compiled file as written: a PipelineSpec (YAML) or a PipelineJob (JSON)."""
+    text = Path(path).read_text()
+    # JSON is YAML; the first document is the spec (a second one would be a KFP platform spec).
+    documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    if not documents or not isinstance(documents[0], dict):
+        raise ConfigError(f"{path} holds no pipeline spec.")
+    return documents[0]
+
+
+def pipeline_spec_of(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The PipelineSpec inside a compiled document (a PipelineJob keeps it under ``pipelineSpec``)."""
+    if "pipelineSpec" in document:
+        spec = copy.deepcopy(dict(document["pipelineSpec"]))
+        root = document.get("runtimeConfig", {}).get("gcsOutputDirectory")
+        if root and "defaultPipelineRoot" not in spec:
+            spec["defaultPipelineRoot"] = root
+        return spec
+    if "root" in document and "pipelineInfo" in document:
+        return copy.deepcopy(dict(document))
+    raise ConfigError("Not a compiled pipeline: neither a PipelineSpec nor a PipelineJob.")
+
+
+def spec_parameters(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pipeline's runtime parameters: name -> {"type": STRING|…, "default": value or None}."""
+    parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    return {
+        name: {
+            "type": body.get("parameterType") or body.get("type", "STRING"),
+            "default": body.get("defaultValue"),
+        }
+        for name, body in sorted(parameters.items())
+    }
+
+
+def parse_parameter_value(name: str, raw: str, parameter_type: str) -> Any:
+    """A ``--param`` value typed like the spec declares it."""
+    try:
+        if parameter_type in ("STRUCT", "LIST"):
+            return json.loads(raw)
+        kind = _PARAMETER_TYPES.get(parameter_type, str)
+        if kind is bool:
+            if raw.lower() not in ("true", "false"):
+                raise ValueError(raw)
+            return raw.lower() == "true"
+        return kind(raw)
+    except ValueError:  # json.JSONDecodeError is a ValueError too
+        raise ConfigError(f"Parameter {name!r} is {parameter_type}; {raw!r} is not.") from None
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def default_output(config: Config, target: Target) -> str:
+    suffix = ".json" if target == "vertex" else ".yaml"
+    return os.path.join("outputs", "kubeflow", f"{config.pipeline.name}{suffix}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from visiontfx.pipeline.cli import add_config_arguments
+
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        help="kubeflow: KFP v2 PipelineSpec YAML; vertex: Vertex AI PipelineJob JSON "
+        "(default: from kubeflow.platform)",
+    )
+    parser.add_argument(
+        "--output", help="file to write (default: outputs/kubeflow/<pipeline name>.yaml|.json)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    target: Target = args.target or default_target(config)
+    check_pipeline_root(config.kubeflow.pipeline_root, target)  # before the slow TFX import
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    path = compile_pipeline(config, args.output or default_output(config, target), target)
+    spec = pipeline_spec_of(load_document(path))
+    name, tasks = spec["pipelineInfo"]["name"], len(spec["root"]["dag"]["tasks"])
+    print(
+        f"{path}: {target} pipeline '{name}', {tasks} tasks, image {config.kubeflow.image}, "
+        f"root {spec['defaultPipelineRoot']}, runtime parameters: {', '.join(spec_parameters(spec))}"
+    )
+    return 0

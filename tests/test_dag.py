@@ -1,0 +1,89 @@
+"""DAG assembly for every source, and a full run on existing TFRecord shards (ImportExampleGen)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import tiny_config
+
+from visiontfx.pipeline import metadata
+from visiontfx.pipeline.config import from_dict
+from visiontfx.pipeline.dag import RunLocations, create_pipeline, schema_file
+from visiontfx.pipeline.local_runner import beam_pipeline_args
+
+EDGES = {
+    ("StatisticsGen", "ExampleValidator"),
+    ("ImportSchemaGen", "ExampleValidator"),
+    ("ImportSchemaGen", "Transform"),
+    ("Transform", "Trainer"),
+    ("Trainer", "Evaluator"),
+    ("latest_blessed_model_resolver", "Evaluator"),
+    ("Evaluator", "Pusher"),
+    ("Trainer", "Pusher"),
+    ("Trainer", "latest_blessed_model_resolver"),  # the candidate is excluded from the baselines
+    ("ImportSchemaGen", "Trainer"),
+    ("ImportSchemaGen", "Evaluator"),
+}
+
+
+def _edges(pipeline: Any) -> set[tuple[str, str]]:
+    return {(up.id, node.id) for node in pipeline.components for up in node.upstream_nodes}
+
+
+@pytest.mark.parametrize(
+    ("source", "example_gen"),
+    [
+        ("fashion_mnist", "ImageExampleGen"),
+        ("folder", "ImageExampleGen"),
+        ("tfds", "ImageExampleGen"),
+    ],
+)
+def test_the_dag_reads_like_the_design(tmp_path: Path, source: str, example_gen: str) -> None:
+    config = from_dict({"data": {"source": source, "path": str(tmp_path), "tfds_name": "x"}})
+    pipeline = create_pipeline(
+        config, RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
+    )
+    ids = [c.id for c in pipeline.components]
+    assert ids[0] == example_gen and ids[-1] == "Pusher"
+    expected = EDGES | {(example_gen, n) for n in ("StatisticsGen", "Transform", "Trainer", "Evaluator")}
+    assert _edges(pipeline) == expected
+
+
+def test_fashion_mnist_gets_its_curated_schema() -> None:
+    assert schema_file(from_dict({})).endswith("schemas/fashion_mnist.pbtxt")
+    assert schema_file(from_dict({"data": {"source": "folder", "path": "x"}})).endswith(
+        "image_examples.pbtxt"
+    )
+
+
+def test_beam_args_only_when_not_the_default() -> None:
+    assert beam_pipeline_args(from_dict({})) == []
+    args = beam_pipeline_args(
+        from_dict({"pipeline": {"direct_running_mode": "multi_processing", "direct_num_workers": 2}})
+    )
+    assert args == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+@pytest.mark.integration
+def test_existing_tfrecords_run_through_import_example_gen(tiny_runs: dict[str, Any], tmp_path: Path) -> None:
+    first = tiny_runs["first"]
+    run = metadata.load_run(first["metadata_path"], tiny_runs["config"].pipeline.name, first["run_id"])
+    examples = Path(run.uri("ImageExampleGen", "examples"))
+    data = tmp_path / "tfrecords"
+    for split in ("train", "eval", "test"):
+        shutil.copytree(examples / f"Split-{split}", data / split)
+    shutil.copy(examples / "labels.txt", data / "labels.txt")
+
+    from visiontfx.pipeline.local_runner import run_pipeline
+
+    config = tiny_config(
+        tmp_path / "run", "data.source=tfrecord", f"data.path={data}", "pipeline.name=tfrecords"
+    )
+    summary = run_pipeline(config)
+    assert "ImportExampleGen" in summary["components"] and "ImageExampleGen" not in summary["components"]
+    assert set(summary["components"].values()) == {"COMPLETE"}
+    assert summary["blessed"] and summary["pushed"]
+    assert summary["evaluated_examples"] == 200  # the test split given as input
