@@ -41,6 +41,8 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 
 # A numeric non-root user, so Kubernetes' runAsNonRoot can verify it; the same
 # uid (10001) as the manifests' securityContext.
+# The compiled Kubeflow spec points ImportSchemaGen at this fixed path (see pipeline/kubeflow.py).
+COPY schemas/ /opt/visiontfx/schemas/
 RUN groupadd --gid 10001 visiontfx \
     && useradd --no-log-init --uid 10001 --gid 10001 --create-home --home-dir /home/visiontfx visiontfx
 USER 10001:10001

@@ -17,6 +17,9 @@ import visiontfx  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow load
 # name -> (module, help). Each module provides add_arguments(parser) and main(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("visiontfx.pipeline.local_runner", "run the whole pipeline locally (Beam, SQLite metadata)"),
+    "compile": ("visiontfx.pipeline.kubeflow", "compile the DAG for Kubeflow Pipelines 2.x or Vertex AI"),
+    "submit": ("visiontfx.pipeline.kubeflow_submit", "run the compiled pipeline once on KFP or Vertex AI"),
+    "schedule": ("visiontfx.pipeline.kubeflow_schedule", "run the compiled pipeline on a cron schedule"),
     "serve": (
         "visiontfx.components.serving.commands",
         "serve the pushed models (TF Serving, its Docker image, or a local server)",

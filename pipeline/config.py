@@ -59,6 +59,9 @@ class PipelineConfig:
     enable_cache: bool = True
     direct_running_mode: DirectRunningMode = "in_memory"
     direct_num_workers: int = 1
+    # Extra Beam options, space-separated and split like a shell would, e.g.
+    # "--runner=DataflowRunner --project=p" (see docs/beam_runners.md).
+    beam_args: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

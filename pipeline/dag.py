@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
@@ -29,6 +29,8 @@ class ServingPusher(tfx.components.Pusher):
 
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# How the Evaluator finds its baseline (see make_baseline_resolver).
+Baseline = Literal["exclude_candidate", "latest_blessed", "none"]
 PREPROCESSING_FN = "visiontfx.components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "visiontfx.components.trainer.run.run_fn"
 
@@ -106,18 +108,25 @@ def read_tfrecord_class_names(data_root: Any) -> list[str]:
     return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def make_baseline_resolver(candidate: Any, local: bool) -> tfx.dsl.Resolver:
-    """The latest blessed model to compare against.
+def make_baseline_resolver(candidate: Any, baseline: Baseline) -> tfx.dsl.Resolver | None:
+    """The latest blessed model to compare against, or None when the runner cannot resolve one.
 
-    Locally the candidate is excluded (a re-run stays fully cached, see
-    baseline_resolver.py). The Kubeflow V2 compiler only knows TFX's own
-    strategy, so there the stock LatestBlessedModelStrategy is used.
+    - ``exclude_candidate`` (local): the candidate is excluded, so a re-run stays
+      fully cached (see baseline_resolver.py).
+    - ``latest_blessed`` (Vertex AI): the Kubeflow V2 compiler only knows TFX's
+      own strategy, which it turns into Vertex resolver queries.
+    - ``none`` (open-source Kubeflow Pipelines 2.x): its backend cannot run
+      resolver executors ("resolver executors not implemented"), so there is no
+      baseline and only the absolute accuracy bound applies (TFX skips change
+      thresholds when the baseline is missing).
     """
+    if baseline == "none":
+        return None
     channels: dict[str, Any] = {
         "model": tfx.dsl.Channel(type=standard_artifacts.Model),
         "model_blessing": tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
     }
-    if local:
+    if baseline == "exclude_candidate":
         return tfx.dsl.Resolver(
             strategy_class=LatestBlessedOtherModelStrategy, candidate=candidate, **channels
         ).with_id("latest_blessed_model_resolver")
@@ -127,9 +136,16 @@ def make_baseline_resolver(candidate: Any, local: bool) -> tfx.dsl.Resolver:
 
 
 def create_pipeline(
-    config: Config, locations: RunLocations, beam_pipeline_args: Sequence[str] = ()
+    config: Config,
+    locations: RunLocations,
+    beam_pipeline_args: Sequence[str] = (),
+    baseline: Baseline | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Assembles the DAG; reads like the DAG."""
+    """Assembles the DAG; reads like the DAG.
+
+    ``baseline`` defaults to ``exclude_candidate`` with a local metadata store
+    and ``latest_blessed`` otherwise (see make_baseline_resolver).
+    """
     data_root = locations.data_root if locations.data_root is not None else config.data.path
     class_names = read_tfrecord_class_names(data_root) if config.data.source == "tfrecord" else []
 
@@ -160,14 +176,14 @@ def create_pipeline(
         custom_config=trainer_custom_config(config, locations.pipeline_root, class_names),
     )
 
-    latest_blessed_model = make_baseline_resolver(
-        trainer.outputs["model"], locations.metadata_path is not None
-    )
+    if baseline is None:
+        baseline = "exclude_candidate" if locations.metadata_path is not None else "latest_blessed"
+    latest_blessed_model = make_baseline_resolver(trainer.outputs["model"], baseline)
 
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
-        baseline_model=latest_blessed_model.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"] if latest_blessed_model else None,
         schema=schema,
         eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
         example_splits=["test" if has_test_split(config, data_root) else "eval"],
@@ -186,21 +202,25 @@ def create_pipeline(
             "keep_versions": config.serving.keep_versions,
             "warmup_requests": config.serving.warmup_requests,
         },
-    )
+    ).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,
         pipeline_root=locations.pipeline_root,
         components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            transform,
-            trainer,
-            latest_blessed_model,
-            evaluator,
-            pusher,
+            component
+            for component in (
+                example_gen,
+                statistics_gen,
+                schema_gen,
+                example_validator,
+                transform,
+                trainer,
+                latest_blessed_model,
+                evaluator,
+                pusher,
+            )
+            if component is not None
         ],
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=(

@@ -61,8 +61,8 @@ PARAMETERIZED_PROPERTIES = {
 }
 
 # The schema ImportSchemaGen reads must be a path inside the pipeline image, not
-# on the machine that compiles. The Dockerfile links the installed package's
-# schemas/ here (see docs/kubeflow.md); keep the two in sync.
+# on the machine that compiles: the Dockerfile puts the repository's schemas/
+# here. Keep the two in sync.
 IMAGE_SCHEMA_DIR = "/opt/visiontfx/schemas"
 
 _OBJECT_STORE = re.compile(r"^[a-z][a-z0-9]+://[^/?]+")  # scheme://bucket[/prefix]

@@ -10,12 +10,14 @@ schedule was paused.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 
 from visiontfx.pipeline.config import ConfigError, load_config
 from visiontfx.pipeline.kubeflow_submit import (
     Schedule,
     add_submission_arguments,
+    api_errors,
     backend_for,
     kfp_cron,
     prepare_submission,
@@ -60,7 +62,11 @@ def main(args: argparse.Namespace) -> int:
             max_concurrency=max_concurrency,
             catchup=args.catchup,
         )
-        created = backend.schedule(submission, schedule, replace=args.replace)
+        try:
+            created = backend.schedule(submission, schedule, replace=args.replace)
+        except api_errors() as error:  # evaluated only when something is raised
+            print(f"visiontfx: {backend.describe()} refused the schedule: {error}", file=sys.stderr)
+            return 1
     print(
         f"Scheduled '{submission.pipeline_name}' on {backend.describe()} as {schedule.name!r} "
         f"(cron {args.cron!r} UTC, at most {max_concurrency} at once, "

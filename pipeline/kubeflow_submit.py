@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import re
+import sys
 import tempfile
 import warnings
 from typing import Any, Mapping, Protocol, Sequence
@@ -60,7 +61,7 @@ class Submission:
     spec_path: str  # in the platform's format: PipelineSpec YAML (KFP) or PipelineJob JSON (Vertex)
     pipeline_name: str
     parameter_values: dict[str, Any]
-    enable_caching: bool | None  # None: as compiled (kubeflow.enable_cache at compile time)
+    enable_caching: bool | None  # None: as compiled (pipeline.enable_cache)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Schedule:
     """When and how a recurring run fires."""
 
     name: str
-    cron: str  # standard 5 fields: minute hour day-of-month month day-of-week (UTC)
+    cron: str  # as given: 5 standard fields (UTC); kfp_cron / vertex_cron convert and check it
     max_concurrency: int
     catchup: bool = False
 
@@ -126,8 +127,10 @@ def prepare_submission(args: argparse.Namespace, config: Config, workdir: str) -
         document = load_document(args.spec)
         spec = pipeline_spec_of(document)
         spec_path = args.spec
-        if platform == "kubeflow" and "pipelineSpec" in document:
-            # A Vertex PipelineJob: the kfp client only takes the bare spec.
+        if platform == "kubeflow" and (
+            "pipelineSpec" in document or not spec_path.endswith((".yaml", ".yml"))
+        ):
+            # The kfp client takes only a bare spec, and only from a .yaml/.yml file.
             spec_path = os.path.join(workdir, "pipeline.yaml")
             with open(spec_path, "w") as handle:
                 handle.write(render({"pipelineSpec": spec}, "kubeflow"))
@@ -355,6 +358,14 @@ class VertexBackend:
         return str(created.resource_name)
 
 
+def api_errors() -> tuple[type[BaseException], ...]:
+    """The platform clients' API errors (imported only once one is being handled)."""
+    from google.api_core.exceptions import GoogleAPIError
+    from kfp_server_api.exceptions import ApiException
+
+    return (ApiException, GoogleAPIError)
+
+
 def backend_for(config: Config, endpoint: str | None = None) -> Backend:
     """The platform client ``kubeflow.platform`` names (credentials are checked before any compile)."""
     if config.kubeflow.platform == "vertex":
@@ -376,6 +387,10 @@ def main(args: argparse.Namespace) -> int:
     backend = backend_for(config, args.endpoint)
     with tempfile.TemporaryDirectory(prefix="visiontfx-submit-") as workdir:
         submission = prepare_submission(args, config, workdir)
-        run = backend.submit(submission, args.run_name or default_run_name(submission.pipeline_name))
+        try:
+            run = backend.submit(submission, args.run_name or default_run_name(submission.pipeline_name))
+        except api_errors() as error:  # evaluated only when something is raised
+            print(f"visiontfx: {backend.describe()} refused the run: {error}", file=sys.stderr)
+            return 1
     print(f"Submitted '{submission.pipeline_name}' to {backend.describe()}: {run}")
     return 0

@@ -24,10 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def beam_pipeline_args(config: Config) -> list[str]:
     """Beam options; none for the default, because any makes TFX package itself per component."""
+    import shlex
+
     mode, workers = config.pipeline.direct_running_mode, config.pipeline.direct_num_workers
+    extra = shlex.split(config.pipeline.beam_args)
     if (mode, workers) == DEFAULT_BEAM_MODE:
-        return []
-    return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+        return extra
+    return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}", *extra]
 
 
 def local_locations(config: Config) -> Any:

@@ -87,3 +87,8 @@ def test_existing_tfrecords_run_through_import_example_gen(tiny_runs: dict[str, 
     assert set(summary["components"].values()) == {"COMPLETE"}
     assert summary["blessed"] and summary["pushed"]
     assert summary["evaluated_examples"] == 200  # the test split given as input
+
+
+def test_extra_beam_args_are_split_like_a_shell() -> None:
+    config = from_dict({"pipeline": {"beam_args": "--runner=DataflowRunner  --labels='a=b c'"}})
+    assert beam_pipeline_args(config) == ["--runner=DataflowRunner", "--labels=a=b c"]

@@ -441,6 +441,22 @@ def test_submit_without_spec_compiles_the_config_with_its_overrides(
     assert run["display_name"].startswith("visiontfx-tiny-")
 
 
+def test_an_api_refusal_is_reported_not_raised(
+    compiled: dict[str, Path], kfp_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visiontfx.pipeline import kubeflow_submit
+
+    def forbid_runs(request: Request) -> tuple[int, Any] | None:
+        if request.path == "/apis/v2beta1/runs":
+            return 403, {"error": "no permission", "code": 7, "message": "no permission"}
+        return FakeKfp()(request)
+
+    with RecordingServer(forbid_runs) as server:
+        argv = ["--config", str(TINY_CONFIG), "--spec", str(compiled["kubeflow"]), "--endpoint", server.url]
+        assert run_command(kubeflow_submit, argv) == 1
+    assert "refused the run: (403)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("catchup", "no_catchup"), [(False, True), (True, False)])
 def test_schedule_creates_a_recurring_run(
     compiled: dict[str, Path], kfp_env: None, catchup: bool, no_catchup: bool

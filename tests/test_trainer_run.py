@@ -97,12 +97,11 @@ def test_sanity_mode_stops_a_run_that_cannot_overfit(trainer_inputs: TrainerInpu
 def _saved_counters(checkpoint_dir: Path) -> tuple[int, int]:
     """(epoch, batch) that BackupAndRestore stored in its latest checkpoint."""
     reader = tf.train.load_checkpoint(str(checkpoint_dir))
-    values = {}
-    for name in reader.get_variable_to_shape_map():
-        for key in ("_ckpt_saved_epoch", "_ckpt_saved_batch"):
-            if key in name:
-                values[key] = int(reader.get_tensor(name))
-    return values["_ckpt_saved_epoch"], values["_ckpt_saved_batch"]
+    epoch, batch = (
+        int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+        for name in ("ckpt_saved_epoch", "ckpt_saved_batch")
+    )
+    return epoch, batch
 
 
 def _wait_for_checkpoint(root: Path, process: Any, log: Path, timeout: float) -> Path:

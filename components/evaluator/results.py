@@ -9,37 +9,27 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 
-def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """Candidate-model metrics of the overall slice, by metric name (diffs excluded)."""
+def _overall_slice_metrics(evaluation_uri: str, model_names: tuple[str, ...]) -> dict[str, float]:
+    """Metrics of the overall slice for the given model names (diffs excluded)."""
     metrics: dict[str, float] = {}
     for slice_metrics in tfma.load_metrics(evaluation_uri):
         if slice_metrics.slice_key.single_slice_keys:
             continue
         for key_and_value in slice_metrics.metric_keys_and_values:
-            key = key_and_value.key
-            if key.is_diff or key.model_name not in ("", "candidate"):
-                continue
-            value = key_and_value.value
-            if value.HasField("double_value"):
+            key, value = key_and_value.key, key_and_value.value
+            if not key.is_diff and key.model_name in model_names and value.HasField("double_value"):
                 metrics[key.name] = value.double_value.value
     return metrics
 
 
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """Candidate-model metrics of the overall slice, by metric name."""
+    return _overall_slice_metrics(evaluation_uri, ("", "candidate"))
+
+
 def baseline_metrics(evaluation_uri: str) -> dict[str, float]:
     """Metrics of the baseline (the previously blessed model), when one was compared."""
-    metrics: dict[str, float] = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for key_and_value in slice_metrics.metric_keys_and_values:
-            key = key_and_value.key
-            if (
-                key.model_name == "baseline"
-                and not key.is_diff
-                and key_and_value.value.HasField("double_value")
-            ):
-                metrics[key.name] = key_and_value.value.double_value.value
-    return metrics
+    return _overall_slice_metrics(evaluation_uri, ("baseline",))
 
 
 def confusion_matrix(evaluation_uri: str, num_classes: int) -> list[list[int]]:

@@ -100,6 +100,7 @@ def make_dataset(
     augmentation: Any = None,
     repeat: bool | None = None,
     deterministic: bool = True,
+    workers: int = 1,
 ) -> tf.data.Dataset:
     """(scaled images [B,S,S,3], labels [B]) batches.
 
@@ -112,6 +113,11 @@ def make_dataset(
     epoch). ``deterministic`` runs that one cheap stage in order — decoding,
     the expensive part, stays parallel — and two runs are then bit-identical
     on CPU.
+
+    With several ``workers`` (MultiWorkerMirroredStrategy) training shards by
+    file when there are enough files; otherwise, and always for evaluation,
+    every worker reads everything and keeps its share of the elements, so no
+    worker runs out of evaluation batches before the others.
     """
     files = list_files(file_patterns)
     dataset = tf.data.Dataset.from_tensor_slices(files)
@@ -143,7 +149,17 @@ def make_dataset(
             lambda images, labels: (augmentation(images, training=True), labels),
             num_parallel_calls=None if deterministic else AUTOTUNE,
         )
-    return dataset.prefetch(AUTOTUNE)
+    dataset = dataset.prefetch(AUTOTUNE)
+    if workers > 1:
+        options = tf.data.Options()
+        by_file = training and len(files) >= workers
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.FILE
+            if by_file
+            else tf.data.experimental.AutoShardPolicy.DATA
+        )
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 def first_batch(dataset: tf.data.Dataset, size: int) -> tuple[np.ndarray, np.ndarray]:

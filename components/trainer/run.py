@@ -16,6 +16,7 @@ so they train exactly the model the Trainer would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -256,7 +257,8 @@ class ResumeLogger(tf_keras.callbacks.Callback):
         if self._checked:
             return
         self._checked = True
-        epoch = self.initial_epoch if self._epoch is None else self._epoch
+        epoch = int(self.initial_epoch if self._epoch is None else self._epoch)
+        batch = int(batch)  # Keras passes numpy integers
         if (epoch, batch) != (self.initial_epoch, 0):
             self.record.update({"phase": self.phase, "epoch": epoch, "step": batch})
             print(
@@ -403,6 +405,7 @@ def prepare(
     eval_steps = int(training["eval_steps"]) or None
 
     augmentation = build_augmentation(settings.augmentation, settings.seed) if augment else None
+    workers = hardware.cluster_workers(hardware.tf_config()) if strategy_name == "multi_worker" else 1
     train_dataset = data.make_dataset(
         fn_args.train_files,
         tft_output,
@@ -411,9 +414,16 @@ def prepare(
         settings.seed,
         augmentation,
         deterministic=settings.deterministic,
+        workers=workers,
     )
     eval_dataset = data.make_dataset(
-        fn_args.eval_files, tft_output, global_batch, False, settings.seed, repeat=bool(eval_steps)
+        fn_args.eval_files,
+        tft_output,
+        global_batch,
+        False,
+        settings.seed,
+        repeat=bool(eval_steps),
+        workers=workers,
     )
     return TrainingSetup(
         settings=settings,
@@ -584,9 +594,11 @@ def train_phases(
         history["epochs"].extend(rows)
         if resumed:
             history["resumed"].append(resumed)
-        if done and hardware.is_chief():
-            model.save_weights(os.path.join(done, "weights"))
-            _write_json(done + ".json", {"phase": record, "epochs": rows})
+        if done:
+            with _chief_path(os.path.join(done, "weights")) as weights_path:
+                model.save_weights(weights_path)
+            if hardware.is_chief():
+                _write_json(done + ".json", {"phase": record, "epochs": rows})
     return history
 
 
@@ -645,21 +657,47 @@ def export_model(
     top_k: int,
     serving_model_dir: str,
 ) -> str:
-    """Saves the SavedModel; non-chief workers save to a scratch dir (MultiWorker rule).
-
-    Every worker must save, because saving a distributed model runs collective
-    ops; only the chief's copy is kept.
-    """
+    """Saves the SavedModel (on the chief; see :func:`_chief_path`); returns where it went."""
     from visiontfx.components.serving.signatures import build_signatures
 
+    if model.distribute_strategy is not tf.distribute.get_strategy():
+        model = _undistributed_copy(model)
     signatures = build_signatures(model, tft_output, class_names, top_k)
-    chief = hardware.is_chief()
-    target = serving_model_dir if chief else tempfile.mkdtemp(prefix="worker_export_")
-    model.save(target, save_format="tf", signatures=signatures, include_optimizer=False)
-    if not chief:
-        shutil.rmtree(target, ignore_errors=True)
-        print(f"[Trainer] not the chief: saved to scratch {target} and discarded it", flush=True)
+    with _chief_path(serving_model_dir) as target:
+        model.save(target, save_format="tf", signatures=signatures, include_optimizer=False)
     return target
+
+
+def _undistributed_copy(model: tf_keras.Model) -> tf_keras.Model:
+    """The same model with plain variables, for export.
+
+    Serving signatures traced over MultiWorkerMirroredStrategy's variables
+    cannot be saved ("ConcreteFunction that uses distributed variables").
+    The clone keeps every layer's trainable flag, so ``get_weights`` lists the
+    weights in the same order on both sides. Every worker must call it:
+    reading the synced BatchNorm statistics is a collective op.
+    """
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+@contextlib.contextmanager
+def _chief_path(path: str) -> Iterator[str]:
+    """``path`` on the chief; a scratch folder, deleted afterwards, on the other workers.
+
+    Saving a distributed model runs collective ops, so under
+    MultiWorkerMirroredStrategy every worker must save, but only one copy may land.
+    """
+    if hardware.is_chief():
+        yield path
+        return
+    scratch = tempfile.mkdtemp(prefix="visiontfx_worker_")
+    try:
+        yield os.path.join(scratch, os.path.basename(path.rstrip("/")) or "out")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"[Trainer] not the chief: saved to scratch {scratch} and discarded it", flush=True)
 
 
 def _write_json(path: str, payload: Any) -> None:
