@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
@@ -55,7 +57,7 @@ def has_test_split(config: Config, data_root: Any) -> bool:
     if data.source in ("fashion_mnist", "tfds") and data.use_source_test_split:
         return True
     if data.source == "tfrecord":
-        return isinstance(data_root, str) and os.path.isdir(os.path.join(data_root, "test"))
+        return isinstance(data_root, str) and tf.io.gfile.isdir(posixpath.join(data_root, "test"))
     return data.splits.test > 0
 
 
@@ -102,10 +104,11 @@ def read_tfrecord_class_names(data_root: Any) -> list[str]:
     """ImportExampleGen inputs bring their vocabulary as <data_root>/labels.txt."""
     if not isinstance(data_root, str):
         return []
-    path = os.path.join(data_root, "labels.txt")
-    if not os.path.isfile(path):
+    path = posixpath.join(data_root, "labels.txt")
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} is missing: TFRecord inputs need labels.txt (line i = label i).")
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    with tf.io.gfile.GFile(path) as handle:
+        return [line.strip() for line in handle.read().splitlines() if line.strip()]
 
 
 def make_baseline_resolver(candidate: Any, baseline: Baseline) -> tfx.dsl.Resolver | None:

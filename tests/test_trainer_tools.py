@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import subprocess
@@ -51,7 +52,7 @@ def test_lr_find_sweeps_the_pipeline_data_and_suggests_a_rate(
     rates, losses = result["rates"], result["losses"]
     assert 3 <= len(rates) == len(losses) == len(result["smoothed"]) <= 30
     assert rates[0] == pytest.approx(1e-5)
-    ratios = [later / earlier for earlier, later in zip(rates, rates[1:], strict=False)]
+    ratios = [later / earlier for earlier, later in itertools.pairwise(rates)]
     assert max(ratios) == pytest.approx(min(ratios)) and ratios[0] > 1  # exponential
     assert 1e-5 <= result["suggested_rate"] <= rates[-1] and result["suggested_rate"] in rates
     assert result["examples"] == trainer_inputs.examples
@@ -80,7 +81,9 @@ def test_lr_find_module_imports_no_tensorflow() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
-def test_tuner_fn_searches_lr_dropout_and_unfreeze_depth(trainer_inputs: TrainerInputs, tmp_path: Path) -> None:
+def test_tuner_fn_searches_lr_dropout_and_unfreeze_depth(
+    trainer_inputs: TrainerInputs, tmp_path: Path
+) -> None:
     weights = tmp_path / "small_cnn.weights.h5"  # a "pretrained" backbone, so fine-tuning depth matters
     build_backbone("small_cnn", 32, "none").save_weights(str(weights))
     trainer_args = make_fn_args(

@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import os
+import posixpath
 import struct
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from visiontfx.components.image_example_gen.decoding import has_image_extension
 
@@ -118,39 +118,46 @@ def chunk(entries: Sequence[Entry], size: int) -> list[list[Entry]]:
 # Sources
 
 
-def list_image_folder(root: str | Path) -> tuple[list[str], list[Entry], list[str]]:
-    """Lists a folder with one sub-folder per class.
+def list_image_folder(root: str) -> tuple[list[str], list[Entry], list[str]]:
+    """Lists a folder with one sub-folder per class (local or any tf.io.gfile URI, e.g. gs://).
 
     Returns (class names sorted, entries, ignored non-image files). Hidden
     files and folders are skipped; extensions match in any case.
     """
-    base = Path(root)
-    if not base.is_dir():
+    base = str(root).rstrip("/")
+    if not tf.io.gfile.isdir(base):
         raise SourceError(f"Image folder not found: {base}")
-    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(
+        name.rstrip("/")
+        for name in tf.io.gfile.listdir(base)
+        if not name.startswith(".") and tf.io.gfile.isdir(posixpath.join(base, name))
+    )
     if not classes:
         raise SourceError(f"{base} has no class sub-folders (expected <root>/<class>/<image>).")
     entries: list[Entry] = []
     ignored: list[str] = []
     for label, name in enumerate(classes):
-        for directory, subdirs, files in os.walk(base / name):
+        for directory, subdirs, files in tf.io.gfile.walk(posixpath.join(base, name)):
             subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            if any(part.startswith(".") for part in directory[len(base) :].split("/")):
+                continue
             for file_name in sorted(files):
                 if file_name.startswith("."):
                     continue
-                path = Path(directory) / file_name
-                relative = path.relative_to(base).as_posix()
+                path = posixpath.join(directory, file_name)
+                relative = path[len(base) + 1 :]
                 if has_image_extension(file_name):
-                    entries.append(Entry(key=relative, label=label, locator=str(path)))
+                    entries.append(Entry(key=relative, label=label, locator=path))
                 else:
                     ignored.append(relative)
-    return classes, entries, ignored
+    entries.sort(key=lambda e: e.key)
+    return classes, entries, sorted(ignored)
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: str) -> np.ndarray:
     """Reads a gzipped IDX file (the MNIST family's format) into an array."""
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
+    with tf.io.gfile.GFile(path, "rb") as raw:
+        data = gzip.decompress(raw.read())
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
         raise SourceError(f"{path} is not an unsigned-byte IDX file")
@@ -162,10 +169,10 @@ def _read_idx(path: Path) -> np.ndarray:
 def load_fashion_mnist_split(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images [N,28,28], labels [N]) of one Fashion-MNIST split, cached per process."""
     images_name, labels_name = _FASHION_MNIST_FILES[split]
-    base = Path(directory or FASHION_MNIST_DIR)
-    images_path, labels_path = base / images_name, base / labels_name
+    base = directory or FASHION_MNIST_DIR
+    images_path, labels_path = posixpath.join(base, images_name), posixpath.join(base, labels_name)
     for path in (images_path, labels_path):
-        if not path.is_file():
+        if not tf.io.gfile.exists(path):
             raise SourceError(
                 f"Fashion-MNIST file missing: {path}. Install the Debian package "
                 "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or set "
@@ -268,8 +275,9 @@ def read_chunk(
     if spec.kind == "folder":
         for entry in entries:
             try:
-                yield entry, Path(entry.locator).read_bytes()
-            except OSError as error:
+                with tf.io.gfile.GFile(entry.locator, "rb") as handle:
+                    yield entry, handle.read()
+            except (OSError, tf.errors.OpError) as error:
                 yield entry, error
         return
     if spec.kind == "fashion_mnist":
