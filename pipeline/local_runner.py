@@ -67,11 +67,34 @@ def run_pipeline(config: Config, quiet: bool = True) -> dict[str, Any]:
     result["component_seconds"] = {k: round(v, 1) for k, v in reporter.durations.items()}
     result["metadata_path"] = locations.metadata_path
     result["pipeline_root"] = locations.pipeline_root
+    result["pipeline_name"] = config.pipeline.name
     return result
+
+
+def reusable_report(result: dict[str, Any]) -> str:
+    """The previous run's report when every component came from the cache.
+
+    Nothing changed, so the page would describe the same data and model; building
+    it again (images, predictions) would cost more than the cached run itself.
+    """
+    states = [s for node, s in result["components"].items() if node != "latest_blessed_model_resolver"]
+    if not states or set(states) != {"CACHED"}:
+        return ""
+    from visiontfx.pipeline import metadata
+
+    run_ids = metadata.list_run_ids(metadata.open_store(result["metadata_path"]), result["pipeline_name"])
+    for run_id in reversed(run_ids[:-1]):
+        page = os.path.join(result["pipeline_root"], "reports", run_id, "report.html")
+        if os.path.isfile(page):
+            return page
+    return ""
 
 
 def write_report(config: Config, result: dict[str, Any], quiet: bool) -> str:
     """Builds the run's HTML report; a broken report must not fail a finished run."""
+    reused = reusable_report(result)
+    if reused:
+        return reused
     from visiontfx.components.report.builder import build_report
 
     try:

@@ -97,3 +97,18 @@ def test_second_run_is_fully_cached(tiny_runs: dict[str, Any]) -> None:
     states = {node: c.state for node, c in run.components.items() if node != "latest_blessed_model_resolver"}
     assert set(states.values()) == {"CACHED"}, states
     assert tiny_runs["second"]["pushed_to"] == tiny_runs["first"]["pushed_to"]
+
+
+def test_a_fully_cached_run_reuses_the_previous_report(tiny_runs: dict[str, Any]) -> None:
+    from visiontfx.pipeline.local_runner import reusable_report
+
+    first, second = tiny_runs["first"], tiny_runs["second"]
+    page = Path(first["pipeline_root"], "reports", first["run_id"], "report.html")
+    assert reusable_report(second) == ""  # no report written yet: nothing to reuse
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>")
+    try:
+        assert reusable_report(second) == str(page)
+        assert reusable_report(first) == ""  # components ran: the report must be built
+    finally:
+        page.unlink()
