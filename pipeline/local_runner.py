@@ -80,11 +80,12 @@ def reusable_report(result: dict[str, Any]) -> str:
     states = [s for node, s in result["components"].items() if node != "latest_blessed_model_resolver"]
     if not states or set(states) != {"CACHED"}:
         return ""
+    from visiontfx.components.report.builder import REPORTS_DIR, safe_name
     from visiontfx.pipeline import metadata
 
     run_ids = metadata.list_run_ids(metadata.open_store(result["metadata_path"]), result["pipeline_name"])
     for run_id in reversed(run_ids[:-1]):
-        page = os.path.join(result["pipeline_root"], "reports", run_id, "report.html")
+        page = os.path.join(result["pipeline_root"], REPORTS_DIR, safe_name(run_id), "report.html")
         if os.path.isfile(page):
             return page
     return ""

@@ -100,10 +100,11 @@ def test_second_run_is_fully_cached(tiny_runs: dict[str, Any]) -> None:
 
 
 def test_a_fully_cached_run_reuses_the_previous_report(tiny_runs: dict[str, Any]) -> None:
+    from visiontfx.components.report.builder import default_output_dir
     from visiontfx.pipeline.local_runner import reusable_report
 
     first, second = tiny_runs["first"], tiny_runs["second"]
-    page = Path(first["pipeline_root"], "reports", first["run_id"], "report.html")
+    page = default_output_dir(_run(tiny_runs), first["pipeline_root"]) / "report.html"  # where it is built
     assert reusable_report(second) == ""  # no report written yet: nothing to reuse
     page.parent.mkdir(parents=True)
     page.write_text("<html></html>")
