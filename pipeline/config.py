@@ -139,8 +139,8 @@ class TrainingConfig:
     focal_loss_gamma: float = 0.0  # > 0 switches to focal loss
     label_smoothing: float = 0.0
     sanity_overfit_batch: bool = False
-    # Ordered augmentation so that the same seed gives the same run (bit-identical on CPU).
-    deterministic: bool = True
+    # Bit-exact kernels (TF op determinism) for GPUs; on CPU the same seed already repeats a run.
+    deterministic: bool = False
     tune: bool = False  # a TFX Tuner (KerasTuner RandomSearch) picks lr, dropout, unfreeze depth
     tune_trials: int = 4
 

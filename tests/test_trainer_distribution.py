@@ -78,6 +78,10 @@ def test_who_is_chief() -> None:
     assert not hardware.is_chief(json.loads(_cluster(2, {"type": "worker", "index": 1})))
     assert hardware.is_chief(json.loads(_cluster(2, {"type": "chief", "index": 0}, chief=True)))
     assert not hardware.is_chief(json.loads(_cluster(2, {"type": "worker", "index": 0}, chief=True)))
+    # Distinct positions (each worker trains on its own files).
+    assert hardware.worker_index(json.loads(_cluster(2, {"type": "worker", "index": 1}))) == 1
+    assert hardware.worker_index(json.loads(_cluster(2, {"type": "worker", "index": 1}, chief=True))) == 2
+    assert hardware.worker_index(json.loads(_cluster(2, {"type": "chief", "index": 0}, chief=True))) == 0
 
 
 def test_multi_worker_without_a_cluster_fails_clearly(bare_machine: pytest.MonkeyPatch) -> None:

@@ -69,7 +69,12 @@ def test_a_stalled_network_cannot_hang_the_weights_check(
     empty_keras_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A DNS lookup or connect that never answers (socket timeouts do not cover DNS)."""
-    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(60))
+
+    def stalled(*args: object, **kwargs: object) -> None:
+        time.sleep(5)
+        raise OSError("answered far too late")
+
+    monkeypatch.setattr(socket, "create_connection", stalled)
     started = time.monotonic()
     with pytest.raises(WeightsUnavailableError, match=r"no answer from .* within 1 s"):
         model_lib._check_can_download("EfficientNetV2B0", timeout=1.0)

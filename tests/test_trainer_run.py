@@ -147,3 +147,17 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(
     assert len(history["epochs"]) == 2 - resume_at[0]  # only what was left
     assert (Path(fn_args.serving_model_dir) / "saved_model.pb").is_file()
     assert not any(backup_root(fn_args).iterdir()), "checkpoints left behind"
+
+
+def test_deterministic_flag_turns_on_op_determinism(trainer_inputs: TrainerInputs, tmp_path: Path) -> None:
+    from tensorflow.python.framework import config as tf_config
+
+    from visiontfx.components.trainer.run import TrainerSettings, prepare
+
+    fn_args = make_fn_args(trainer_inputs, tmp_path, "training.deterministic=true")
+    assert not tf_config.is_op_determinism_enabled()
+    try:
+        prepare(fn_args, TrainerSettings.from_custom_config(fn_args.custom_config))
+        assert tf_config.is_op_determinism_enabled()
+    finally:
+        tf_config.disable_op_determinism()  # process-wide: leave the other tests as they were

@@ -64,24 +64,6 @@ def _others_need_tiny_runs(session: pytest.Session) -> bool:
     )
 
 
-def _run_transform_only(root: Path) -> dict[str, Any]:
-    """The tiny DAG up to Transform (a TFX partial run), on the LocalDagRunner."""
-    from conftest import tiny_config
-    from tfx import v1 as tfx
-    from tfx.orchestration.pipeline import RunOptions
-
-    from visiontfx.pipeline.dag import create_pipeline
-    from visiontfx.pipeline.local_runner import local_locations
-
-    config = tiny_config(root)
-    locations = local_locations(config)
-    os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
-    tfx.orchestration.LocalDagRunner().run(
-        create_pipeline(config, locations), run_options=RunOptions(to_nodes=["Transform"])
-    )
-    return {"config": config, "root": root, "metadata_path": locations.metadata_path}
-
-
 @pytest.fixture(scope="session")
 def trainer_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TrainerInputs:
     from visiontfx.pipeline import metadata
@@ -90,8 +72,15 @@ def trainer_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         runs = request.getfixturevalue("tiny_runs")
         config, root, metadata_path = runs["config"], runs["root"], runs["first"]["metadata_path"]
     else:
-        done = _run_transform_only(tmp_path_factory.mktemp("trainer_inputs"))
-        config, root, metadata_path = done["config"], done["root"], done["metadata_path"]
+        from conftest import tiny_config
+
+        from visiontfx.components.trainer.lr_finder import run_until_transform
+        from visiontfx.pipeline.local_runner import local_locations
+
+        root = tmp_path_factory.mktemp("trainer_inputs")
+        config = tiny_config(root)
+        run_until_transform(config)
+        metadata_path = local_locations(config).metadata_path
     run = metadata.load_run(metadata_path, config.pipeline.name)
     return TrainerInputs(
         config=config,

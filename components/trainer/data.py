@@ -21,6 +21,7 @@ from visiontfx.components.image_example_gen.features import (
     LABELS_FILE,
     REPORT_FILE,
 )
+from visiontfx.components.trainer.augment import Augmenter
 from visiontfx.components.transform.preprocessing import IMAGE_FEATURE, LABEL_FEATURE
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -97,29 +98,29 @@ def make_dataset(
     batch_size: int,
     training: bool,
     seed: int,
-    augmentation: Any = None,
+    augment: Augmenter | None = None,
     repeat: bool | None = None,
-    deterministic: bool = True,
     workers: int = 1,
+    worker_index: int = 0,
 ) -> tf.data.Dataset:
     """(scaled images [B,S,S,3], labels [B]) batches.
 
     Training data are shuffled (files, then records), repeated, batched with
     a fixed batch size and augmented; evaluation data are read once, in order.
+    Every stage runs in parallel and in a fixed order, and ``augment`` (see
+    ``augment.py``) is seeded per batch index, so the same seed gives the same
+    batches.
 
-    The augmentation layers draw from one stateful random generator. In a
-    parallel map the batches race for it, so the same seed gives different
-    augmentations (measured: two seeded runs drifted apart in their second
-    epoch). ``deterministic`` runs that one cheap stage in order — decoding,
-    the expensive part, stays parallel — and two runs are then bit-identical
-    on CPU.
-
-    With several ``workers`` (MultiWorkerMirroredStrategy) training shards by
-    file when there are enough files; otherwise, and always for evaluation,
-    every worker reads everything and keeps its share of the elements, so no
-    worker runs out of evaluation batches before the others.
+    With several ``workers`` (MultiWorkerMirroredStrategy) each worker trains
+    on its own files when there are enough of them (sharded here: tf.data's
+    file auto-sharding cannot see through the batch numbering); otherwise, and
+    always for evaluation, every worker reads everything and keeps its share of
+    the elements, so no worker runs out of evaluation batches before the others.
     """
     files = list_files(file_patterns)
+    shard_files = training and workers > 1 and len(files) >= workers
+    if shard_files:
+        files = files[worker_index::workers]
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -143,19 +144,24 @@ def make_dataset(
         transformed = transform_layer(tf.io.parse_example(serialized, parse_spec))
         return transformed[IMAGE_FEATURE], transformed[LABEL_FEATURE]
 
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if training and augmentation is not None:
-        dataset = dataset.map(
-            lambda images, labels: (augmentation(images, training=True), labels),
-            num_parallel_calls=None if deterministic else AUTOTUNE,
-        )
+    if training and augment is not None:
+
+        def transform_and_augment(index: tf.Tensor, serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            images, labels = transform(serialized)
+            return augment(images, index), labels
+
+        # Number the batches for their augmentation seeds. A scan, not enumerate(): enumerate()
+        # adds a second source dataset, which file-based auto-sharding (MultiWorker) rejects.
+        numbered = dataset.scan(tf.constant(0, tf.int64), lambda index, batch: (index + 1, (index, batch)))
+        dataset = numbered.map(transform_and_augment, num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+        dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.prefetch(AUTOTUNE)
     if workers > 1:
         options = tf.data.Options()
-        by_file = training and len(files) >= workers
         options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.FILE
-            if by_file
+            tf.data.experimental.AutoShardPolicy.OFF
+            if shard_files
             else tf.data.experimental.AutoShardPolicy.DATA
         )
         dataset = dataset.with_options(options)

@@ -6,7 +6,8 @@ dozen steps while the learning rate grows exponentially, and records the loss
 at each rate. The loss first falls faster and faster, then flattens and
 finally blows up; a good starting rate is where it falls fastest. The data
 are the latest run's Examples and Transform graph, found in ML Metadata, so
-``visiontfx run`` must have run at least up to Transform.
+``visiontfx run`` must have run at least up to Transform (``--prepare`` runs
+the pipeline that far).
 
 Writes ``lr_finder.json`` (rates, losses, smoothed losses, suggested_rate) and
 ``lr_finder.png``. Imports nothing heavy at module level: ``visiontfx --help``
@@ -173,6 +174,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-lr", type=float, default=DEFAULT_MIN_RATE, help="first learning rate")
     parser.add_argument("--max-lr", type=float, default=DEFAULT_MAX_RATE, help="last learning rate")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training batches in the sweep")
+    parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="first run the pipeline up to Transform (cached when already done); no full run needed",
+    )
+
+
+def run_until_transform(config: Any) -> tuple[str, str]:
+    """Runs the DAG only up to Transform (a TFX partial run, cached like a full run) and
+    returns its (Examples URI, Transform graph URI): what lr-find, benchmarks and tests need
+    before, or without, a whole training run."""
+    from tfx import v1 as tfx
+    from tfx.orchestration.pipeline import RunOptions
+
+    from visiontfx.pipeline.dag import create_pipeline
+    from visiontfx.pipeline.local_runner import local_locations
+
+    locations = local_locations(config)
+    os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
+    tfx.orchestration.LocalDagRunner().run(
+        create_pipeline(config, locations), run_options=RunOptions(to_nodes=["Transform"])
+    )
+    return pipeline_inputs(config)
 
 
 def pipeline_inputs(config: Any, run_id: str = "latest") -> tuple[str, str]:
@@ -183,7 +207,8 @@ def pipeline_inputs(config: Any, run_id: str = "latest") -> tuple[str, str]:
     locations = local_locations(config)
     if not os.path.isfile(locations.metadata_path):
         raise FileNotFoundError(
-            f"No ML Metadata at {locations.metadata_path}: run `visiontfx run` with this config first."
+            f"No ML Metadata at {locations.metadata_path}: run `visiontfx run` with this config first "
+            "(or add --prepare to run it up to Transform only)."
         )
     run = metadata.load_run(locations.metadata_path, config.pipeline.name, run_id)
     examples = next(
@@ -271,6 +296,8 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     output = os.path.abspath(args.output or os.path.join(config.pipeline.root, "lr_finder"))
     try:
+        if args.prepare:
+            run_until_transform(config)
         result, context = find_learning_rate(config, args.run, args.min_lr, args.max_lr, args.steps)
     except (FileNotFoundError, LookupError) as error:
         print(f"visiontfx lr-find: {error}")

@@ -4,7 +4,7 @@ Phase 1 (warm-up) trains only the new head on a frozen backbone; phase 2
 (fine-tuning) unfreezes the top of the backbone (BatchNorm kept frozen) at a
 learning rate 10× lower, optionally in stages (gradual unfreezing). A randomly
 initialized network trains whole, in one phase. Precision and distribution
-strategy follow the hardware; seeds, ordered augmentation, callbacks and
+strategy follow the hardware; seeds, per-batch seeded augmentation, callbacks and
 resumable checkpoints make runs repeatable and interruptible. The exported
 SavedModel carries the Transform graph and the signatures in
 ``components/serving/signatures.py``.
@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -32,6 +33,7 @@ import tensorflow_transform as tft
 import tf_keras
 
 from visiontfx.components.trainer import data, hardware
+from visiontfx.components.trainer.augment import make_augmenter
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
 from visiontfx.components.trainer.backbones import resolve_image_size
 from visiontfx.components.trainer.model import (
@@ -41,7 +43,6 @@ from visiontfx.components.trainer.model import (
     resolve_weights,
     unfreeze_top,
 )
-from visiontfx.components.transform.augmentation import build_augmentation
 
 HISTORY_FILE = "training_history.json"
 BASELINES_FILE = "baselines.json"
@@ -144,7 +145,8 @@ class TrainerSettings:
 
     @property
     def deterministic(self) -> bool:
-        return bool(self.training.get("deterministic", True))
+        """Bit-exact kernels (GPUs); CPU runs with the same seed already agree."""
+        return bool(self.training.get("deterministic", False))
 
     @property
     def pretrained(self) -> bool:
@@ -248,6 +250,7 @@ class ResumeLogger(tf_keras.callbacks.Callback):
         self.phase, self.initial_epoch, self.record = phase, initial_epoch, record
         self._epoch: int | None = None
         self._checked = False
+        self._supports_tf_logs = True  # it reads no logs: spare Keras converting them every step
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._epoch is None:
@@ -267,6 +270,47 @@ class ResumeLogger(tf_keras.callbacks.Callback):
             )
 
 
+class BudgetedBackupAndRestore(tf_keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that keeps checkpointing to about ``budget`` of the training time.
+
+    A fixed step interval is either too rare for long steps or, for a quick
+    head-only warm-up, a real cost: four backups per epoch of Lite0 and its
+    Adam state slowed the warm-up markedly here. This one takes its first
+    backup after ``first_after_steps`` steps, then waits ``cost / budget``
+    seconds after each backup (a 0.3 s backup → the next after 30 s at 1%).
+    The resume logic is Keras' own (mid-epoch: ``save_freq`` is an int).
+
+    Under MultiWorkerMirroredStrategy every worker must back up at the same
+    step (saving is collective); timing differs per worker, so there a fixed
+    interval of ``first_after_steps`` steps is kept.
+    """
+
+    def __init__(
+        self, backup_dir: str, first_after_steps: int, budget: float = 0.01, timed: bool = True
+    ) -> None:
+        super().__init__(backup_dir, save_freq=first_after_steps, delete_checkpoint=True)
+        self.first_after_steps, self.budget, self.timed = first_after_steps, budget, timed
+        self._steps_seen = 0
+        self._next_backup: float | None = None
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.timed:
+            super().on_train_batch_end(batch, logs)
+            return
+        # tf_keras 2.16 internals (the parent's own hook does the same two calls).
+        self._training_state.backup_if_preempted()
+        self._steps_seen += 1
+        if self._next_backup is None:
+            due = self._steps_seen >= self.first_after_steps
+        else:
+            due = time.monotonic() >= self._next_backup
+        if due:
+            started = time.monotonic()
+            self._backup(epoch=self._current_epoch, batch=batch)
+            cost = time.monotonic() - started
+            self._next_backup = time.monotonic() + cost / self.budget
+
+
 class LearningRateLogger(tf_keras.callbacks.Callback):
     """Adds the optimizer's learning rate to each epoch's logs (for the report)."""
 
@@ -282,7 +326,12 @@ def make_callbacks(
     backup_dir: str | None,
     steps_per_epoch: int,
 ) -> list[tf_keras.callbacks.Callback]:
-    """The callbacks of one phase; without ``backup_dir`` nothing is written (tuning trials)."""
+    """The callbacks of one phase; without ``backup_dir`` nothing is written (tuning trials).
+
+    No ModelCheckpoint of the best weights: EarlyStopping already puts them
+    back into the model that is exported, BackupAndRestore covers resuming,
+    and writing every improvement cost time (17 MB per epoch for Lite0).
+    """
     training = settings.training
     callbacks: list[tf_keras.callbacks.Callback] = [
         LearningRateLogger(),
@@ -304,16 +353,10 @@ def make_callbacks(
         return callbacks
     return [
         *callbacks,
-        tf_keras.callbacks.BackupAndRestore(
+        BudgetedBackupAndRestore(
             os.path.join(backup_dir, phase),
-            save_freq=max(1, steps_per_epoch // 4),  # a kill loses at most a quarter epoch
-            delete_checkpoint=True,
-        ),
-        tf_keras.callbacks.ModelCheckpoint(
-            os.path.join(log_dir, "checkpoints", f"{phase}-best.weights.h5"),
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
+            first_after_steps=max(1, steps_per_epoch // 4),
+            timed=hardware.cluster_workers(hardware.tf_config()) <= 1,
         ),
         tf_keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "tensorboard"), update_freq="epoch"),
     ]
@@ -381,20 +424,20 @@ def class_counts(fn_args: Any, class_names: Sequence[str]) -> tuple[list[int], l
     return train, evaluation
 
 
-def prepare(
-    fn_args: Any, settings: TrainerSettings, strategy_name: str | None = None, augment: bool = True
-) -> TrainingSetup:
+def prepare(fn_args: Any, settings: TrainerSettings) -> TrainingSetup:
     """Strategy, precision and datasets for ``fn_args`` (call it before other TensorFlow work).
 
     Sets the global precision policy: run it inside :func:`hardware.restoring_precision_policy`.
     """
     training = settings.training
-    strategy_name = strategy_name or hardware.resolve_strategy_name(training["strategy"])
+    strategy_name = hardware.resolve_strategy_name(training["strategy"])
     # First: MultiWorkerMirroredStrategy must set up collectives before the runtime starts.
     strategy = hardware.make_strategy(strategy_name)
     policy = hardware.resolve_precision(training["precision"], strategy_name)
     hardware.apply_precision(policy)
     tf_keras.utils.set_random_seed(settings.seed)
+    if settings.deterministic:
+        hardware.enable_determinism()
 
     tft_output = tft.TFTransformOutput(transform_graph_uri(fn_args))
     class_names = list(settings.class_names) or data.read_class_names(fn_args.train_files)
@@ -404,7 +447,7 @@ def prepare(
     # None: the whole eval split each epoch (it is read once, not repeated).
     eval_steps = int(training["eval_steps"]) or None
 
-    augmentation = build_augmentation(settings.augmentation, settings.seed) if augment else None
+    augment = make_augmenter(settings.augmentation, settings.seed)
     workers = hardware.cluster_workers(hardware.tf_config()) if strategy_name == "multi_worker" else 1
     train_dataset = data.make_dataset(
         fn_args.train_files,
@@ -412,9 +455,9 @@ def prepare(
         global_batch,
         True,
         settings.seed,
-        augmentation,
-        deterministic=settings.deterministic,
+        augment,
         workers=workers,
+        worker_index=hardware.worker_index(),
     )
     eval_dataset = data.make_dataset(
         fn_args.eval_files,
@@ -483,10 +526,11 @@ def plan_phases(settings: TrainerSettings) -> list[Phase]:
         # Freezing a random backbone would train a head on noise.
         return [Phase("scratch", 0, warmup + finetune, settings.learning_rate, "all")]
     phases = [Phase("warmup", 0, warmup, settings.learning_rate, "head")] if warmup else []
-    stages = max(1, finetune if training["gradual_unfreeze"] else 1) if finetune else 0
+    # Gradual unfreezing: one stage per fine-tuning epoch, each unfreezing a larger top share.
+    stages = (finetune if training["gradual_unfreeze"] else 1) if finetune else 0
     layers, fraction = int(training["unfreeze_layers"]), float(training["unfreeze_fraction"])
     for stage in range(stages):
-        share = (stage + 1) / stages  # gradual: each stage unfreezes a larger top share
+        share = (stage + 1) / stages
         first = warmup + stage * (finetune // stages)
         last = warmup + finetune if stage == stages - 1 else first + finetune // stages
         phases.append(
