@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "top-k classes of images from a running model server",
     ),
     "report": ("visiontfx.components.report.command", "build the HTML report of a run"),
+    "lr-find": ("visiontfx.components.trainer.lr_finder", "sweep learning rates on the latest run's data"),
     "config": ("visiontfx.pipeline.config_command", "print the validated configuration"),
 }
 

@@ -35,6 +35,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 Baseline = Literal["exclude_candidate", "latest_blessed", "none"]
 PREPROCESSING_FN = "visiontfx.components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "visiontfx.components.trainer.run.run_fn"
+TUNER_FN = "visiontfx.components.trainer.tuning.tuner_fn"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +172,26 @@ def create_pipeline(
         custom_config={"backbone": config.model.backbone, "image_size": config.model.image_size},
     )
 
+    custom_config = trainer_custom_config(config, locations.pipeline_root, class_names)
+    tuner = (
+        tfx.components.Tuner(
+            tuner_fn=TUNER_FN,
+            examples=examples,
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema,
+            custom_config=custom_config,
+        )
+        if config.training.tune
+        else None
+    )
+
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
-        custom_config=trainer_custom_config(config, locations.pipeline_root, class_names),
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        custom_config=custom_config,
     )
 
     if baseline is None:
@@ -218,6 +233,7 @@ def create_pipeline(
                 schema_gen,
                 example_validator,
                 transform,
+                tuner,
                 trainer,
                 latest_blessed_model,
                 evaluator,

@@ -92,3 +92,18 @@ def test_existing_tfrecords_run_through_import_example_gen(tiny_runs: dict[str, 
 def test_extra_beam_args_are_split_like_a_shell() -> None:
     config = from_dict({"pipeline": {"beam_args": "--runner=DataflowRunner  --labels='a=b c'"}})
     assert beam_pipeline_args(config) == ["--runner=DataflowRunner", "--labels=a=b c"]
+
+
+def test_tuning_adds_a_tuner_feeding_the_trainer(tmp_path: Path) -> None:
+    config = from_dict({"training": {"tune": True, "tune_trials": 2}})
+    pipeline = create_pipeline(
+        config, RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
+    )
+    edges = _edges(pipeline)
+    assert ("Tuner", "Trainer") in edges and ("Transform", "Tuner") in edges
+    trainer = next(c for c in pipeline.components if c.id == "Trainer")
+    assert "hyperparameters" in trainer.inputs
+    untuned = create_pipeline(
+        from_dict({}), RunLocations(str(tmp_path / "r2"), str(tmp_path / "s2"), str(tmp_path / "m2.sqlite"))
+    )
+    assert "Tuner" not in {c.id for c in untuned.components}
