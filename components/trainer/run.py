@@ -277,7 +277,8 @@ class BudgetedBackupAndRestore(tf_keras.callbacks.BackupAndRestore):
     head-only warm-up, a real cost: four backups per epoch of Lite0 and its
     Adam state slowed the warm-up markedly here. This one takes its first
     backup after ``first_after_steps`` steps, then waits ``cost / budget``
-    seconds after each backup (a 0.3 s backup → the next after 30 s at 1%).
+    seconds after each backup (a 0.3 s backup → the next after 60 s at 0.5%:
+    a kill loses about a minute, the run pays half a percent).
     The resume logic is Keras' own (mid-epoch: ``save_freq`` is an int).
 
     Under MultiWorkerMirroredStrategy every worker must back up at the same
@@ -286,7 +287,7 @@ class BudgetedBackupAndRestore(tf_keras.callbacks.BackupAndRestore):
     """
 
     def __init__(
-        self, backup_dir: str, first_after_steps: int, budget: float = 0.01, timed: bool = True
+        self, backup_dir: str, first_after_steps: int, budget: float = 0.005, timed: bool = True
     ) -> None:
         super().__init__(backup_dir, save_freq=first_after_steps, delete_checkpoint=True)
         self.first_after_steps, self.budget, self.timed = first_after_steps, budget, timed
