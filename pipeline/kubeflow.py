@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -59,6 +60,35 @@ PARAMETERIZED_PROPERTIES = {
     ("Trainer", "custom_config"): PARAM_TRAINER_CONFIG,
     ("Evaluator", "eval_config"): PARAM_EVAL_CONFIG,
 }
+
+# Settings inside those two JSON parameters that ``--param`` accepts by name,
+# so a run's epochs or accuracy bar change without editing JSON by hand:
+# shorthand -> (JSON parameter, where in it, type, valid range).
+ACCURACY_METRIC_CLASS = "SparseCategoricalAccuracy"
+
+
+@dataclasses.dataclass(frozen=True)
+class Shorthand:
+    parameter: str
+    path: tuple[str, ...]  # keys in the parameter's JSON ("@accuracy": the accuracy metric's entry)
+    kind: type
+    low: float
+    high: float = float("inf")
+    sign: int = 1  # the JSON holds sign × value (TFMA's change threshold is a negative delta)
+
+
+PARAMETER_SHORTHANDS = {
+    "warmup_epochs": Shorthand(PARAM_TRAINER_CONFIG, ("training", "warmup_epochs"), int, 0),
+    "finetune_epochs": Shorthand(PARAM_TRAINER_CONFIG, ("training", "finetune_epochs"), int, 0),
+    "learning_rate": Shorthand(PARAM_TRAINER_CONFIG, ("training", "learning_rate"), float, 1e-8, 10),
+    "min_accuracy": Shorthand(
+        PARAM_EVAL_CONFIG, ("@accuracy", "threshold", "value_threshold", "lower_bound"), float, 0, 1
+    ),
+    "max_accuracy_drop": Shorthand(
+        PARAM_EVAL_CONFIG, ("@accuracy", "threshold", "change_threshold", "absolute"), float, 0, 1, -1
+    ),
+}
+
 
 # The schema ImportSchemaGen reads must be a path inside the pipeline image, not
 # on the machine that compiles: the Dockerfile puts the repository's schemas/
@@ -290,6 +320,47 @@ def parse_parameter_value(name: str, raw: str, parameter_type: str) -> Any:
         return kind(raw)
     except ValueError:  # json.JSONDecodeError is a ValueError too
         raise ConfigError(f"Parameter {name!r} is {parameter_type}; {raw!r} is not.") from None
+
+
+def apply_shorthands(
+    values: Mapping[str, Any], shorthands: Mapping[str, str], declared: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``values`` with each shorthand (``min_accuracy=0.8``) written into its JSON parameter.
+
+    The JSON starts from that parameter's explicit value if one is given, else
+    from its compiled default, so shorthands and a hand-edited JSON combine.
+    """
+    result = dict(values)
+    documents: dict[str, Any] = {}
+    for name, raw in shorthands.items():
+        shorthand = PARAMETER_SHORTHANDS[name]
+        try:
+            value = shorthand.kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be {shorthand.kind.__name__}; {raw!r} is not.") from None
+        if not shorthand.low <= value <= shorthand.high:
+            raise ConfigError(f"{name}={raw} is outside [{shorthand.low}, {shorthand.high}].")
+        if shorthand.parameter not in declared:
+            raise ConfigError(f"{name}: the pipeline has no runtime parameter {shorthand.parameter!r}.")
+        if shorthand.parameter not in documents:
+            text = result.get(shorthand.parameter, declared[shorthand.parameter]["default"])
+            documents[shorthand.parameter] = json.loads(text) if isinstance(text, str) else text
+        *parents, leaf = shorthand.path
+        node = documents[shorthand.parameter]
+        for key in parents:
+            node = _accuracy_metric(node) if key == "@accuracy" else node.setdefault(key, {})
+        node[leaf] = shorthand.sign * value
+    for parameter, document in documents.items():
+        result[parameter] = json.dumps(document, indent=2, sort_keys=True)
+    return result
+
+
+def _accuracy_metric(eval_config: dict[str, Any]) -> dict[str, Any]:
+    for spec in eval_config.get("metrics_specs", []):
+        for metric in spec.get("metrics", []):
+            if metric.get("class_name") == ACCURACY_METRIC_CLASS:
+                return metric
+    raise ConfigError(f"The eval_config has no {ACCURACY_METRIC_CLASS} metric to set a threshold on.")
 
 
 # --------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from visiontfx.pipeline.config import Config, ConfigError, load_config
 from visiontfx.pipeline.kubeflow import (
+    PARAMETER_SHORTHANDS,
+    apply_shorthands,
     compile_pipeline,
     load_document,
     parse_parameter_value,
@@ -107,7 +109,8 @@ def add_submission_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="runtime parameter value, repeatable (e.g. data_root=/mnt/data/images)",
+        help="runtime parameter value, repeatable (e.g. data_root=/mnt/data/images); shorthands set a field "
+        f"inside the JSON parameters: {', '.join(PARAMETER_SHORTHANDS)}",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="run every task, even those with cached results"
@@ -147,19 +150,27 @@ def prepare_submission(args: argparse.Namespace, config: Config, workdir: str) -
 
 
 def parse_parameters(items: Sequence[str], spec: Mapping[str, Any]) -> dict[str, Any]:
-    """``NAME=VALUE`` strings checked against the spec's runtime parameters and typed like them."""
+    """``NAME=VALUE`` strings checked against the spec's runtime parameters and typed like them.
+
+    A shorthand (``warmup_epochs``, ``min_accuracy`` …) sets its field inside
+    the JSON parameter it belongs to.
+    """
     declared = spec_parameters(spec)
     values: dict[str, Any] = {}
+    shorthands: dict[str, str] = {}
     for item in items:
         name, separator, raw = item.partition("=")
         name = name.strip()
         if not separator:
             raise ConfigError(f"--param {item!r} must look like NAME=VALUE.")
-        if name not in declared:
-            known = ", ".join(declared) or "none"
+        if name in PARAMETER_SHORTHANDS:
+            shorthands[name] = raw.strip()
+        elif name in declared:
+            values[name] = parse_parameter_value(name, raw, declared[name]["type"])
+        else:
+            known = ", ".join([*declared, *PARAMETER_SHORTHANDS]) or "none"
             raise ConfigError(f"The pipeline has no runtime parameter {name!r}; it has: {known}.")
-        values[name] = parse_parameter_value(name, raw, declared[name]["type"])
-    return values
+    return apply_shorthands(values, shorthands, declared)
 
 
 def default_run_name(pipeline_name: str) -> str:

@@ -422,6 +422,58 @@ def test_submit_creates_a_run_in_the_experiment(compiled: dict[str, Path], kfp_e
     assert run.body["pipeline_spec"] == proto_round_trip(spec_of(compiled["kubeflow"]))
 
 
+def test_submit_sets_epochs_and_accuracy_bar_by_name(compiled: dict[str, Path], kfp_env: None) -> None:
+    """Shorthand --params land inside the two JSON runtime parameters the tasks read."""
+    from google.protobuf import json_format
+    from tensorflow_model_analysis import EvalConfig
+
+    from visiontfx.pipeline import kubeflow_submit
+
+    spec = spec_of(compiled["kubeflow"])
+    defaults = {name: p["defaultValue"] for name, p in spec["root"]["inputDefinitions"]["parameters"].items()}
+    shorthands = ["warmup_epochs=3", "finetune_epochs=0", "min_accuracy=0.85", "max_accuracy_drop=0.02"]
+    with RecordingServer(FakeKfp()) as server:
+        argv = ["--config", str(TINY_CONFIG), "--spec", str(compiled["kubeflow"]), "--endpoint", server.url]
+        for item in shorthands:
+            argv += ["--param", item]
+        assert run_command(kubeflow_submit, argv) == 0
+
+    sent = server.only("POST", "/apis/v2beta1/runs").body["runtime_config"]["parameters"]
+    assert set(sent) == {"trainer_custom_config", "eval_config"}
+    trainer, default_trainer = (json.loads(t["trainer_custom_config"]) for t in (sent, defaults))
+    assert (trainer["training"]["warmup_epochs"], trainer["training"]["finetune_epochs"]) == (3, 0)
+    # Nothing else in the Trainer's config moved.
+    del trainer["training"]["warmup_epochs"], trainer["training"]["finetune_epochs"]
+    del default_trainer["training"]["warmup_epochs"], default_trainer["training"]["finetune_epochs"]
+    assert trainer == default_trainer
+
+    evaluation = json_format.Parse(sent["eval_config"], EvalConfig())  # still a valid EvalConfig
+    threshold = next(
+        m.threshold
+        for m in evaluation.metrics_specs[0].metrics
+        if m.class_name == "SparseCategoricalAccuracy"
+    )
+    assert threshold.value_threshold.lower_bound.value == pytest.approx(0.85)
+    assert threshold.change_threshold.absolute.value == pytest.approx(-0.02)
+
+
+def test_parameter_shorthands_combine_with_json_and_check_their_values(compiled: dict[str, Path]) -> None:
+    from visiontfx.pipeline.kubeflow_submit import parse_parameters
+
+    spec = spec_of(compiled["kubeflow"])
+    edited = json.loads(
+        spec["root"]["inputDefinitions"]["parameters"]["trainer_custom_config"]["defaultValue"]
+    )
+    edited["model"]["dropout"] = 0.4
+    values = parse_parameters([f"trainer_custom_config={json.dumps(edited)}", "finetune_epochs=7"], spec)
+    trainer = json.loads(values["trainer_custom_config"])
+    assert trainer["model"]["dropout"] == 0.4 and trainer["training"]["finetune_epochs"] == 7
+    with pytest.raises(ConfigError, match=r"min_accuracy=1.5 is outside"):
+        parse_parameters(["min_accuracy=1.5"], spec)
+    with pytest.raises(ConfigError, match="warmup_epochs must be int"):
+        parse_parameters(["warmup_epochs=two"], spec)
+
+
 def test_submit_without_spec_compiles_the_config_with_its_overrides(
     kfp_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

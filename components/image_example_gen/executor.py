@@ -46,7 +46,6 @@ CHUNK_SIZE = 500
 EXAMPLES_FILE_PREFIX = "data_tfrecord"  # the name TFX's own ExampleGens use
 
 
-
 class IngestionError(RuntimeError):
     """Ingestion finished but the result is unusable (see the report)."""
 
