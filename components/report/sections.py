@@ -722,6 +722,23 @@ def _prediction_title(data: ReportData, prediction: Prediction, with_truth: bool
     return f"{predicted} ({prediction.confidence:.0%})"
 
 
+def _prediction_gallery(
+    data: ReportData, figures: Figures, key: str, shown: list[Any], show_truth: bool, caption: str, alt: str
+) -> object:
+    """A grid of predicted images, titled green when right and red when wrong."""
+    return figures.add(
+        key,
+        plots.image_grid(
+            [p.image.pixels for p in shown],
+            [_prediction_title(data, p, show_truth) for p in shown],
+            columns=8,
+            title_colors=[plots.RIGHT_COLOR if p.correct else plots.WRONG_COLOR for p in shown],
+        ),
+        caption,
+        alt,
+    )
+
+
 def misclassified_part(data: ReportData, figures: Figures) -> list[object]:
     if not data.predictions:
         return [note("No predictions were made for the galleries.", "warn")]
@@ -729,18 +746,13 @@ def misclassified_part(data: ReportData, figures: Figures) -> list[object]:
     if not wrong:
         return [note(predictions_caption(data) + " None of them was misclassified.", "ok")]
     shown = wrong[:GALLERY_SIZE]
+    caption = (
+        f"{predictions_caption(data)} Showing {len(shown)} of the {len(wrong)} mistakes, most confident "
+        "first: confident mistakes often are label errors or genuinely ambiguous images."
+    )
     return [
-        figures.add(
-            "misclassified",
-            plots.image_grid(
-                [p.image.pixels for p in shown],
-                [_prediction_title(data, p, True) for p in shown],
-                columns=8,
-                title_colors=[plots.WRONG_COLOR] * len(shown),
-            ),
-            f"{predictions_caption(data)} Showing {len(shown)} of the {len(wrong)} mistakes, most confident "
-            "first: confident mistakes often are label errors or genuinely ambiguous images.",
-            "gallery of misclassified images",
+        _prediction_gallery(
+            data, figures, "misclassified", shown, True, caption, "gallery of misclassified images"
         )
     ]
 
@@ -749,18 +761,13 @@ def prediction_grid_part(data: ReportData, figures: Figures) -> list[object]:
     if not data.predictions:
         return [note("No predictions were made for the galleries.", "warn")]
     chosen = random.Random(GRID_SEED).sample(data.predictions, min(GALLERY_SIZE, len(data.predictions)))
+    caption = (
+        f"{len(chosen)} images picked at random; green: right, red: wrong (caption: predicted class and "
+        f"confidence). {predictions_caption(data)}"
+    )
     return [
-        figures.add(
-            "random-predictions",
-            plots.image_grid(
-                [p.image.pixels for p in chosen],
-                [_prediction_title(data, p, False) for p in chosen],
-                columns=8,
-                title_colors=[plots.RIGHT_COLOR if p.correct else plots.WRONG_COLOR for p in chosen],
-            ),
-            f"{len(chosen)} images picked at random; green: right, red: wrong (caption: predicted class and "
-            f"confidence). {predictions_caption(data)}",
-            "grid of random predictions",
+        _prediction_gallery(
+            data, figures, "random-predictions", chosen, False, caption, "grid of random predictions"
         )
     ]
 
