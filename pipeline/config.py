@@ -95,6 +95,10 @@ class DataConfig:
     max_rejected_fraction: float = 0.05
     min_image_side: int = 8
     max_image_side: int = 8192
+    # tfrecord only: the class vocabulary (label i = name i), where
+    # <path>/labels.txt cannot be read when the DAG is built: on Kubeflow the
+    # data root is a runtime parameter. Other sources derive it from the data.
+    class_names: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +190,8 @@ class Config:
     kubeflow: KubeflowConfig = KubeflowConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain YAML-able values (lists, not tuples)."""
+        return dataclasses.asdict(self, dict_factory=lambda items: {k: _plain(v) for k, v in items})
 
     def replace(self, overrides: Sequence[str]) -> Config:
         """Returns a copy with ``section.key=value`` overrides applied."""
@@ -203,6 +208,10 @@ def _fail_unknown(key: str, path: str, allowed: Sequence[str]) -> None:
     raise ConfigError(f"Unknown config key '{path}'.{hint} Allowed keys here: {', '.join(sorted(allowed))}.")
 
 
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
     """Checks (and for YAML/CLI scalars converts) one value against its type."""
     origin = get_origin(annotation)
@@ -215,6 +224,11 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
         return value
     if origin is Union:
         raise TypeError(f"Unsupported config type at {path}")
+    if origin is tuple:  # tuple[str, ...]: a YAML list, or "a,b,c" on the command line
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"'{path}' must be a list, got {value!r}.")
+        return tuple(_coerce(item, get_args(annotation)[0], f"{path}[{i}]") for i, item in enumerate(items))
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
@@ -285,6 +299,15 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         for name in ("max_train_images", "max_eval_images", "max_test_images"):
             _require(getattr(instance, name) >= 0, f"'{p}{name}' must be >= 0 (0 = no cap).")
         _require(instance.min_image_side >= 1, f"'{p}min_image_side' must be >= 1.")
+        names = [name.strip() for name in instance.class_names]
+        _require(
+            all(names) and len(set(names)) == len(names),
+            f"'{p}class_names' must be distinct and non-empty, got {list(instance.class_names)}.",
+        )
+        _require(
+            not names or instance.source == "tfrecord",
+            f"'{p}class_names' is for source 'tfrecord' only: the other sources derive the classes.",
+        )
         _require(
             instance.max_image_side >= instance.min_image_side,
             f"'{p}max_image_side' must be >= min_image_side.",

@@ -21,7 +21,7 @@ from visiontfx.components.evaluator.baseline_resolver import LatestBlessedOtherM
 from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
 from visiontfx.components.pusher.executor import Executor as ServingPusherExecutor
-from visiontfx.pipeline.config import Config
+from visiontfx.pipeline.config import Config, ConfigError
 
 
 class ServingPusher(tfx.components.Pusher):
@@ -101,10 +101,20 @@ def trainer_custom_config(
     }
 
 
-def read_tfrecord_class_names(data_root: Any) -> list[str]:
-    """ImportExampleGen inputs bring their vocabulary as <data_root>/labels.txt."""
+def tfrecord_class_names(config: Config, data_root: Any) -> list[str]:
+    """The vocabulary of TFRecord inputs: ``data.class_names``, else <data_root>/labels.txt."""
+    if config.data.class_names:
+        return [name.strip() for name in config.data.class_names]
     if not isinstance(data_root, str):
-        return []
+        raise ConfigError(
+            "TFRecord inputs with a runtime data root (Kubeflow): labels.txt cannot be read when the "
+            "pipeline is compiled. Set data.class_names (label i = name i) in the config."
+        )
+    return read_tfrecord_class_names(data_root)
+
+
+def read_tfrecord_class_names(data_root: str) -> list[str]:
+    """ImportExampleGen inputs bring their vocabulary as <data_root>/labels.txt."""
     path = posixpath.join(data_root, "labels.txt")
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} is missing: TFRecord inputs need labels.txt (line i = label i).")
@@ -151,7 +161,7 @@ def create_pipeline(
     and ``latest_blessed`` otherwise (see make_baseline_resolver).
     """
     data_root = locations.data_root if locations.data_root is not None else config.data.path
-    class_names = read_tfrecord_class_names(data_root) if config.data.source == "tfrecord" else []
+    class_names = tfrecord_class_names(config, data_root) if config.data.source == "tfrecord" else []
 
     example_gen = make_example_gen(config, data_root)
     examples = example_gen.outputs["examples"]

@@ -66,12 +66,27 @@ def test_int_given_for_float_is_accepted() -> None:
         ({"serving": {"model_name": "a/b"}}, "'serving.model_name'"),
         ({"training": {"warmup_epochs": 0, "finetune_epochs": 0}}, "at least 1"),
         ({"model": "lite"}, "'model' must be a mapping"),
+        ({"data": {"class_names": ["a", "a"]}}, "'data.class_names' must be distinct"),
+        ({"data": {"class_names": ["a", "b"]}}, "'data.class_names' is for source 'tfrecord' only"),
+        ({"data": {"class_names": {"a": 1}}}, "'data.class_names' must be a list"),
     ],
 )
 def test_bad_values_fail_naming_the_key(values: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         from_dict(values)
     assert message in str(error.value)
+
+
+def test_class_names_from_yaml_lists_and_comma_separated_overrides() -> None:
+    import yaml
+
+    tfrecord = ["data.source=tfrecord", "data.path=/data"]
+    from_list = load_config(None, [*tfrecord, "data.class_names=[cat, dog]"])
+    from_commas = load_config(None, [*tfrecord, "data.class_names=cat,dog"])
+    assert from_list.data.class_names == from_commas.data.class_names == ("cat", "dog")
+    plain = from_list.to_dict()
+    assert plain["data"]["class_names"] == ["cat", "dog"]
+    assert from_dict(yaml.safe_load(yaml.safe_dump(plain))) == from_list  # round trip through YAML
 
 
 def test_override_syntax_errors() -> None:

@@ -190,6 +190,23 @@ def test_runtime_parameters_default_to_the_config(compiled: dict[str, Path]) -> 
     }
 
 
+def test_tfrecord_inputs_compile_with_their_class_names(tmp_path: Path) -> None:
+    """On Kubeflow the data root is a runtime parameter: labels.txt cannot be read at
+    compile time, so TFRecord inputs need data.class_names, and the Trainer gets them."""
+    from visiontfx.pipeline.kubeflow import compile_pipeline
+
+    tfrecord = ["data.source=tfrecord", "data.path=/mnt/data/records"]
+    with pytest.raises(ConfigError, match=r"Set data\.class_names"):
+        compile_pipeline(cluster_config(*tfrecord), tmp_path / "no-names.yaml", "kubeflow")
+    path = compile_pipeline(
+        cluster_config(*tfrecord, "data.class_names=[shirt, shoe, bag]"), tmp_path / "named.yaml", "kubeflow"
+    )
+    parameters = spec_of(Path(path))["root"]["inputDefinitions"]["parameters"]
+    trainer = json.loads(parameters["trainer_custom_config"]["defaultValue"])
+    assert trainer["class_names"] == ["shirt", "shoe", "bag"]
+    assert "ImportExampleGen" in spec_of(Path(path))["root"]["dag"]["tasks"]
+
+
 def test_spec_depends_on_nothing_of_the_compiling_machine(compiled: dict[str, Path]) -> None:
     from visiontfx.pipeline.kubeflow import IMAGE_SCHEMA_DIR
 

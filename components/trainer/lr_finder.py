@@ -246,12 +246,12 @@ def find_learning_rate(
         plan_phases,
         prepare,
     )
-    from visiontfx.pipeline.dag import read_tfrecord_class_names, trainer_custom_config
+    from visiontfx.pipeline.dag import tfrecord_class_names, trainer_custom_config
     from visiontfx.pipeline.local_runner import local_locations
 
     skip_tf_keras_in_autograph()
     examples, transform_graph = pipeline_inputs(config, run_id)
-    class_names = read_tfrecord_class_names(config.data.path) if config.data.source == "tfrecord" else []
+    class_names = tfrecord_class_names(config, config.data.path) if config.data.source == "tfrecord" else []
     settings = TrainerSettings.from_custom_config(
         trainer_custom_config(config, local_locations(config).pipeline_root, class_names)
     )
