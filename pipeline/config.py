@@ -225,7 +225,7 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
     if origin is Union:
         raise TypeError(f"Unsupported config type at {path}")
     if origin is tuple:  # tuple[str, ...]: a YAML list, or "a,b,c" on the command line
-        items = value.split(",") if isinstance(value, str) else value
+        items = [item.strip() for item in value.split(",")] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"'{path}' must be a list, got {value!r}.")
         return tuple(_coerce(item, get_args(annotation)[0], f"{path}[{i}]") for i, item in enumerate(items))
@@ -299,10 +299,10 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         for name in ("max_train_images", "max_eval_images", "max_test_images"):
             _require(getattr(instance, name) >= 0, f"'{p}{name}' must be >= 0 (0 = no cap).")
         _require(instance.min_image_side >= 1, f"'{p}min_image_side' must be >= 1.")
-        names = [name.strip() for name in instance.class_names]
+        names = instance.class_names
         _require(
-            all(names) and len(set(names)) == len(names),
-            f"'{p}class_names' must be distinct and non-empty, got {list(instance.class_names)}.",
+            all(name.strip() == name != "" for name in names) and len(set(names)) == len(names),
+            f"'{p}class_names' must be distinct, non-empty and unpadded, got {list(names)}.",
         )
         _require(
             not names or instance.source == "tfrecord",

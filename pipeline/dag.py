@@ -22,6 +22,7 @@ from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
 from visiontfx.components.pusher.executor import Executor as ServingPusherExecutor
 from visiontfx.pipeline.config import Config, ConfigError
+from visiontfx.pipeline.metadata import BASELINE_RESOLVER_ID
 
 
 class ServingPusher(tfx.components.Pusher):
@@ -102,9 +103,12 @@ def trainer_custom_config(
 
 
 def tfrecord_class_names(config: Config, data_root: Any) -> list[str]:
-    """The vocabulary of TFRecord inputs: ``data.class_names``, else <data_root>/labels.txt."""
+    """The vocabulary the Trainer is given: for TFRecord inputs ``data.class_names``, else
+    <data_root>/labels.txt; empty for the other sources (ImageExampleGen writes labels.txt)."""
+    if config.data.source != "tfrecord":
+        return []
     if config.data.class_names:
-        return [name.strip() for name in config.data.class_names]
+        return list(config.data.class_names)
     if not isinstance(data_root, str):
         raise ConfigError(
             "TFRecord inputs with a runtime data root (Kubeflow): labels.txt cannot be read when the "
@@ -143,10 +147,10 @@ def make_baseline_resolver(candidate: Any, baseline: Baseline) -> tfx.dsl.Resolv
     if baseline == "exclude_candidate":
         return tfx.dsl.Resolver(
             strategy_class=LatestBlessedOtherModelStrategy, candidate=candidate, **channels
-        ).with_id("latest_blessed_model_resolver")
+        ).with_id(BASELINE_RESOLVER_ID)
     return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **channels
-    ).with_id("latest_blessed_model_resolver")
+    ).with_id(BASELINE_RESOLVER_ID)
 
 
 def create_pipeline(
@@ -161,7 +165,7 @@ def create_pipeline(
     and ``latest_blessed`` otherwise (see make_baseline_resolver).
     """
     data_root = locations.data_root if locations.data_root is not None else config.data.path
-    class_names = tfrecord_class_names(config, data_root) if config.data.source == "tfrecord" else []
+    class_names = tfrecord_class_names(config, data_root)
 
     example_gen = make_example_gen(config, data_root)
     examples = example_gen.outputs["examples"]

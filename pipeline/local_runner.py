@@ -77,11 +77,12 @@ def reusable_report(result: dict[str, Any]) -> str:
     Nothing changed, so the page would describe the same data and model; building
     it again (images, predictions) would cost more than the cached run itself.
     """
-    states = [s for node, s in result["components"].items() if node != "latest_blessed_model_resolver"]
+    from visiontfx.pipeline import metadata
+
+    states = [s for node, s in result["components"].items() if node != metadata.BASELINE_RESOLVER_ID]
     if not states or set(states) != {"CACHED"}:
         return ""
     from visiontfx.components.report.builder import REPORTS_DIR, safe_name
-    from visiontfx.pipeline import metadata
 
     run_ids = metadata.list_run_ids(metadata.open_store(result["metadata_path"]), result["pipeline_name"])
     for run_id in reversed(run_ids[:-1]):

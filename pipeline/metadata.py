@@ -10,6 +10,9 @@ from ml_metadata.proto import metadata_store_pb2
 
 RUN_CONTEXT_TYPE = "pipeline_run"
 NODE_CONTEXT_TYPE = "node"
+# The DAG's baseline resolver (pipeline/dag.py): a resolver node, which never
+# "runs" or caches like a component does.
+BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
 _STATES = metadata_store_pb2.Execution.State
 
 

@@ -82,7 +82,7 @@ def test_class_names_from_yaml_lists_and_comma_separated_overrides() -> None:
 
     tfrecord = ["data.source=tfrecord", "data.path=/data"]
     from_list = load_config(None, [*tfrecord, "data.class_names=[cat, dog]"])
-    from_commas = load_config(None, [*tfrecord, "data.class_names=cat,dog"])
+    from_commas = load_config(None, [*tfrecord, "data.class_names=cat, dog"])
     assert from_list.data.class_names == from_commas.data.class_names == ("cat", "dog")
     plain = from_list.to_dict()
     assert plain["data"]["class_names"] == ["cat", "dog"]

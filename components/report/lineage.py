@@ -107,7 +107,7 @@ def read_lineage(
                 picked.append((role, node, artifact))
     evaluator = run.components.get("Evaluator")
     for artifact in evaluator.inputs.get("baseline_model", []) if evaluator else []:
-        picked.append(("Previously blessed model (baseline)", "latest_blessed_model_resolver", artifact))
+        picked.append(("Previously blessed model (baseline)", metadata.BASELINE_RESOLVER_ID, artifact))
     type_names = {
         t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for _, _, a in picked}))
     }

@@ -251,7 +251,7 @@ def find_learning_rate(
 
     skip_tf_keras_in_autograph()
     examples, transform_graph = pipeline_inputs(config, run_id)
-    class_names = tfrecord_class_names(config, config.data.path) if config.data.source == "tfrecord" else []
+    class_names = tfrecord_class_names(config, config.data.path)
     settings = TrainerSettings.from_custom_config(
         trainer_custom_config(config, local_locations(config).pipeline_root, class_names)
     )
