@@ -2,7 +2,9 @@
 
 from setuptools import find_packages, setup
 
-SUBPACKAGES = find_packages(include=["pipeline", "pipeline.*", "components", "components.*"])
+SUBPACKAGES = find_packages(
+    include=["contracts", "contracts.*", "components", "components.*", "pipeline", "pipeline.*", "tools", "tools.*"]
+)
 
 setup(
     name="visiontfx",
