@@ -2,9 +2,8 @@
 
 from setuptools import find_packages, setup
 
-SUBPACKAGES = find_packages(
-    include=["contracts", "contracts.*", "components", "components.*", "pipeline", "pipeline.*", "tools", "tools.*"]
-)
+LAYERS = ("contracts", "components", "pipeline", "tools")  # bottom to top (docs/design.md)
+SUBPACKAGES = find_packages(include=[pattern for layer in LAYERS for pattern in (layer, f"{layer}.*")])
 
 setup(
     name="visiontfx",

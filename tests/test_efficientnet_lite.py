@@ -24,11 +24,11 @@ import skimage.data
 import tensorflow as tf
 import tf_keras
 
-from visiontfx.components.trainer import efficientnet_lite as lite
-from visiontfx.components.trainer.efficientnet_lite import (
+from visiontfx.components.trainer import lite0_weights, torch_checkpoint
+from visiontfx.components.trainer.efficientnet_lite import build_efficientnet_lite0
+from visiontfx.components.trainer.torch_checkpoint import (
     CheckpointFormatError,
     UnsafeCheckpointError,
-    build_efficientnet_lite0,
     load_legacy_torch_checkpoint,
 )
 
@@ -113,8 +113,8 @@ def write_legacy(
     """
     with open(path, "wb") as file:
         for obj in (
-            lite.LEGACY_MAGIC_NUMBER,
-            lite.LEGACY_PROTOCOL_VERSION,
+            torch_checkpoint.LEGACY_MAGIC_NUMBER,
+            torch_checkpoint.LEGACY_PROTOCOL_VERSION,
             sys_info or {"protocol_version": 1001, "little_endian": True, "type_sizes": {"long": 4}},
             state,
             [storage.key for storage in storages],
@@ -145,7 +145,7 @@ def pickled_globals(path: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def state_dict() -> dict[str, np.ndarray]:
-    return load_legacy_torch_checkpoint(lite.imagenet_checkpoint_path())
+    return load_legacy_torch_checkpoint(lite0_weights.imagenet_checkpoint_path())
 
 
 def test_real_checkpoint_loads(state_dict: dict[str, np.ndarray]) -> None:
@@ -248,17 +248,18 @@ def test_build_cannot_tamper_with_allow_listed_globals(
     state_ops = pickle.dumps(build_state, protocol=2)[2:-1]  # without PROTO and STOP
     raw = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n" + state_ops + pickle.BUILD + pickle.STOP
     path = write_legacy(tmp_path / "tamper.pth", raw, [])
-    before = lite.RestrictedUnpickler.ALLOWED_GLOBALS[("torch._utils", "_rebuild_tensor_v2")]
+    before = torch_checkpoint.RestrictedUnpickler.ALLOWED_GLOBALS[("torch._utils", "_rebuild_tensor_v2")]
 
     with pytest.raises(error):
         load_legacy_torch_checkpoint(path)
-    assert lite.RestrictedUnpickler.ALLOWED_GLOBALS[("torch._utils", "_rebuild_tensor_v2")] is before
-    assert lite._rebuild_tensor_v2.__defaults__ == (False, None, None)
+    allowed = torch_checkpoint.RestrictedUnpickler.ALLOWED_GLOBALS
+    assert allowed[("torch._utils", "_rebuild_tensor_v2")] is before
+    assert torch_checkpoint._rebuild_tensor_v2.__defaults__ == (False, None, None)
 
 
 def test_non_checkpoints_are_format_errors(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(lite.imagenet_checkpoint_path().read_bytes()[:100_000])
+    truncated.write_bytes(lite0_weights.imagenet_checkpoint_path().read_bytes()[:100_000])
     (tmp_path / "zip.pth").write_bytes(b"PK\x03\x04rest of a zip")
     (tmp_path / "text.pth").write_bytes(b"hello, world")
     for name in ("truncated.pth", "zip.pth", "text.pth"):
@@ -285,13 +286,13 @@ def count_checkpoint_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
-    original = lite.load_legacy_torch_checkpoint
+    original = torch_checkpoint.load_legacy_torch_checkpoint
 
     def counting(path: Any) -> dict[str, np.ndarray]:
         reads.append(1)
         return original(path)
 
-    monkeypatch.setattr(lite, "load_legacy_torch_checkpoint", counting)
+    monkeypatch.setattr(lite0_weights, "load_legacy_torch_checkpoint", counting)
     return reads
 
 
@@ -305,7 +306,7 @@ def imagenet(tmp_path_factory: pytest.TempPathFactory) -> ImagenetBuild:
         start = time.perf_counter()
         model = build_efficientnet_lite0(weights="imagenet")
         seconds = time.perf_counter() - start
-    return ImagenetBuild(model, cache_dir / lite.CACHE_FILENAME, cache_dir, reads, seconds)
+    return ImagenetBuild(model, cache_dir / lite0_weights.CACHE_FILENAME, cache_dir, reads, seconds)
 
 
 def _top3(model: tf_keras.Model, image: np.ndarray) -> list[tuple[int, float]]:
@@ -348,7 +349,7 @@ def test_cache_written_on_first_build_and_used_on_second(
 ) -> None:
     assert imagenet.checkpoint_reads == [1]  # the fixture's build converted the checkpoint...
     assert imagenet.cache.is_file()  # ...and cached it, with no temp file left behind
-    assert os.listdir(imagenet.cache_dir) == [lite.CACHE_FILENAME]
+    assert os.listdir(imagenet.cache_dir) == [lite0_weights.CACHE_FILENAME]
     mtime = imagenet.cache.stat().st_mtime_ns
     monkeypatch.setenv("VISIONTFX_CACHE_DIR", str(imagenet.cache_dir))
 
@@ -372,7 +373,7 @@ def test_headless_first_build_caches_the_head_and_a_bad_cache_is_not_fatal(
     count_checkpoint_reads: list[int],
     state_dict: dict[str, np.ndarray],
 ) -> None:
-    cache = tmp_path / lite.CACHE_FILENAME
+    cache = tmp_path / lite0_weights.CACHE_FILENAME
     cache.write_bytes(b"not an HDF5 file")  # e.g. a disk that filled up before we wrote atomically
     monkeypatch.setenv("VISIONTFX_CACHE_DIR", str(tmp_path))
     build_efficientnet_lite0((64, 64, 3), include_top=False, weights="imagenet")
@@ -404,7 +405,7 @@ def test_headless_pooled_model_has_no_squeeze_excitation() -> None:
 
 
 def test_weights_from_pth_and_keras_files(tmp_path: Path, imagenet: ImagenetBuild) -> None:
-    from_pth = build_efficientnet_lite0((64, 64, 3), weights=lite.imagenet_checkpoint_path())
+    from_pth = build_efficientnet_lite0((64, 64, 3), weights=lite0_weights.imagenet_checkpoint_path())
     np.testing.assert_array_equal(
         from_pth.get_layer("predictions").kernel.numpy(),
         imagenet.model.get_layer("predictions").kernel.numpy(),
