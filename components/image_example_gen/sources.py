@@ -110,10 +110,6 @@ def plan_splits(entries: Sequence[Entry], plan: SplitPlan) -> dict[str, list[Ent
     return {name: items for name, items in by_split.items() if items}
 
 
-def chunk(entries: Sequence[Entry], size: int) -> list[list[Entry]]:
-    return [list(entries[i : i + size]) for i in range(0, len(entries), size)]
-
-
 # --------------------------------------------------------------------------
 # Sources
 

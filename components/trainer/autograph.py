@@ -18,11 +18,3 @@ def skip_tf_keras_in_autograph() -> None:
         return
     config.CONVERSION_RULES = (config_lib.DoNotConvert("tf_keras"), *tuple(rules))
 
-
-def is_tf_keras_skipped() -> bool:
-    from tensorflow.python.autograph.core import config, config_lib
-
-    return any(
-        isinstance(rule, config_lib.DoNotConvert) and rule._prefix == "tf_keras"
-        for rule in config.CONVERSION_RULES
-    )

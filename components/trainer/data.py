@@ -70,11 +70,6 @@ def split_class_counts(report: dict[str, Any], split: str, class_names: Sequence
     return [int(per_class.get(name, 0)) for name in class_names]
 
 
-def count_records(files: Sequence[str]) -> int:
-    dataset = tf.data.TFRecordDataset(list(files), compression_type="GZIP")
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
-
-
 def count_labels(files: Sequence[str], num_classes: int) -> list[int]:
     """Examples per class, read from the label feature alone (when no ingestion report has them).
 
