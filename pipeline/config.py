@@ -63,6 +63,10 @@ class PipelineConfig:
     # Extra Beam options, space-separated and split like a shell would, e.g.
     # "--runner=DataflowRunner --project=p" (see docs/beam_runners.md).
     beam_args: str = ""
+    # host:port of an external Beam SDK worker pool (apache_beam.runners.worker.worker_pool_main):
+    # the Beam components then run through Beam's portable runner with an embedded job
+    # server and those workers, the contract of the Flink preset's worker-pool sidecar.
+    beam_worker_pool: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,6 +435,11 @@ def _check_ranges(instance: Any, prefix: str) -> None:
                 f"got {name!r}.",
             )
     elif isinstance(instance, PipelineConfig):
+        _require(
+            not instance.beam_worker_pool
+            or bool(re.fullmatch(r"[\w.-]+:\d{1,5}", instance.beam_worker_pool)),
+            f"'{p}beam_worker_pool' must be host:port (localhost:50000), got {instance.beam_worker_pool!r}.",
+        )
         _require(instance.direct_num_workers >= 0, f"'{p}direct_num_workers' must be >= 0.")
         _require(bool(instance.name), f"'{p}name' must not be empty.")
 

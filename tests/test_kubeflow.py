@@ -231,9 +231,7 @@ def test_compiling_twice_gives_the_same_bytes(compiled: dict[str, Path], tmp_pat
         assert oct(again.stat().st_mode & 0o077) != "0o0", "group/other bits follow the umask"
 
 
-@pytest.mark.parametrize(
-    ("root", "target"), [("gs://b/p", "kubeflow"), ("gs://b", "vertex")]
-)
+@pytest.mark.parametrize(("root", "target"), [("gs://b/p", "kubeflow"), ("gs://b", "vertex")])
 def test_pipeline_root_from_the_config(tmp_path: Path, root: str, target: str) -> None:
     from visiontfx.pipeline.kubeflow import compile_pipeline
 
