@@ -295,6 +295,10 @@ class KfpEmulator:
             side, kind, key, _attribute = match.groups()
             if kind == "parameters" and side == "inputs":
                 value = executor_input["inputs"]["parameterValues"][key]
+                if isinstance(value, bool):
+                    return "true" if value else "false"
+                if isinstance(value, (int, float)):  # Go's FormatFloat(v, 'f', -1): 2.0 -> "2"
+                    return str(int(value)) if float(value).is_integer() else repr(float(value))
                 return value if isinstance(value, str) else json.dumps(value)
             if kind == "parameters":
                 return executor_input["outputs"]["parameters"][key]["outputFile"]

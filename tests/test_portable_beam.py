@@ -1,15 +1,17 @@
 """The DAG's Beam components on Beam's portable runner with an EXTERNAL SDK worker pool.
 
 The same contract as the Flink preset's worker-pool sidecar, offline: the test
-starts ``apache_beam.runners.worker.worker_pool_main`` itself and runs the tiny
-DAG with ``pipeline.beam_worker_pool`` pointing at it (ImageExampleGen,
-StatisticsGen and the Evaluator run as portable Beam jobs; Transform runs in
-place without Beam). The results must equal the direct runner's run of the
-same config (the session's ``tiny_runs``): split counts, statistics, metrics.
+starts ``apache_beam.runners.worker.worker_pool_main`` itself and runs
+ImageExampleGen, StatisticsGen and the Evaluator with ``pipeline.beam_worker_pool``
+pointing at it, the Evaluator on the model of the session's direct-runner run
+(``tiny_runs``; a second training would not give the same weights). Split
+counts, statistics and evaluation metrics must equal that direct run's.
+(Transform runs in place without Beam in this configuration.)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -63,20 +65,75 @@ def worker_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pool.wait(timeout=30)
 
 
+def beam_components_pipeline(config: Any, model_uri: str) -> Any:
+    """ExampleGen → StatisticsGen, and the Evaluator on an imported model: the DAG's Beam parts."""
+    from tfx import v1 as tfx
+    from tfx.types import standard_artifacts
+
+    from visiontfx.components.evaluator.eval_config import build_eval_config
+    from visiontfx.pipeline.dag import has_test_split, make_example_gen, schema_file
+    from visiontfx.pipeline.local_runner import beam_pipeline_args, local_locations
+
+    locations = local_locations(config)
+    example_gen = make_example_gen(config, locations.data_root)
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config))
+    model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=standard_artifacts.Model).with_id(
+        "DirectModel"
+    )
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=model.outputs["result"],
+        schema=schema_gen.outputs["schema"],
+        eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
+        example_splits=["test" if has_test_split(config, locations.data_root) else "eval"],
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline.name,
+        pipeline_root=locations.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, model, evaluator],
+        enable_cache=False,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            locations.metadata_path
+        ),
+        beam_pipeline_args=beam_pipeline_args(config),
+    )
+
+
 @pytest.fixture(scope="module")
-def portable_run(worker_pool: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from visiontfx.pipeline.local_runner import run_pipeline
+def portable_run(
+    worker_pool: str, tiny_runs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    from tfx import v1 as tfx
+
+    from visiontfx.pipeline.local_runner import local_locations
 
     root = tmp_path_factory.mktemp("portable_pipeline")
     config = tiny_config(root, f"pipeline.beam_worker_pool={worker_pool}")
-    return {"config": config, "result": run_pipeline(config)}
+    locations = local_locations(config)
+    os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
+    tfx.orchestration.LocalDagRunner().run(beam_components_pipeline(config, tiny_runs["first"]["model_uri"]))
+    run = metadata.load_run(locations.metadata_path, config.pipeline.name)
+    return {"config": config, "run": run}
 
 
-def statistics(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def direct_run(tiny_runs: dict[str, Any]) -> metadata.PipelineRun:
+    result = tiny_runs["first"]
+    return metadata.load_run(result["metadata_path"], result["pipeline_name"], result["run_id"])
+
+
+def split_counts(run: metadata.PipelineRun) -> dict[str, int]:
+    from visiontfx.components.image_example_gen.features import REPORT_FILE
+
+    report = json.loads(Path(run.uri("ImageExampleGen", "examples"), REPORT_FILE).read_text())
+    return {split: body["total"] for split, body in report["splits"].items()}
+
+
+def statistics(run: metadata.PipelineRun) -> dict[str, dict[str, Any]]:
     """split -> example count and, per feature, its non-missing count and numeric mean."""
     import tensorflow_data_validation as tfdv
 
-    run = metadata.load_run(result["metadata_path"], result["pipeline_name"], result["run_id"])
     uri = Path(run.uri("StatisticsGen", "statistics"))
     found = {}
     for split_dir in sorted(uri.glob("Split-*")):
@@ -99,19 +156,28 @@ def test_beam_components_ran_on_the_portable_runner(portable_run: dict[str, Any]
 
     args = beam_pipeline_args(portable_run["config"])
     assert "--runner=PortableRunner" in args and "--environment_type=EXTERNAL" in args
-    result = portable_run["result"]
-    assert set(result["components"].values()) == {"COMPLETE"}
+    states = {node: component.state for node, component in portable_run["run"].components.items()}
+    assert states == dict.fromkeys(
+        ["ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "DirectModel", "Evaluator"], "COMPLETE"
+    )
 
 
 def test_portable_results_equal_the_direct_runners(
     portable_run: dict[str, Any], tiny_runs: dict[str, Any]
 ) -> None:
-    portable, direct = portable_run["result"], tiny_runs["first"]
-    assert portable["splits"] == direct["splits"] == {"train": 600, "eval": 100, "test": 200}
-    assert portable["ingested"] == direct["ingested"] and portable["rejected"] == direct["rejected"]
-    portable_stats, direct_stats = statistics(portable), statistics(direct)
-    assert portable_stats == direct_stats
+    from visiontfx.components.evaluator import results
+
+    portable, direct = portable_run["run"], direct_run(tiny_runs)
+    assert split_counts(portable) == split_counts(direct) == {"train": 600, "eval": 100, "test": 200}
+    portable_stats = statistics(portable)
+    assert portable_stats == statistics(direct)
     assert portable_stats["Split-train"]["examples"] == 600
-    assert portable["evaluated_examples"] == direct["evaluated_examples"] == 200
-    assert portable["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-6)
-    assert portable["blessed"] == direct["blessed"]
+    portable_metrics = results.overall_metrics(portable.uri("Evaluator", "evaluation"))
+    direct_metrics = results.overall_metrics(direct.uri("Evaluator", "evaluation"))
+    assert portable_metrics.keys() == direct_metrics.keys() and "example_count" in portable_metrics
+    assert portable_metrics["example_count"] == 200
+    for name, value in direct_metrics.items():
+        assert portable_metrics[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
+    assert results.is_blessed(portable.uri("Evaluator", "blessing")) == results.is_blessed(
+        direct.uri("Evaluator", "blessing")
+    )
