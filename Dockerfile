@@ -8,10 +8,23 @@
 # Needs BuildKit (the default builder since Docker 23) for RUN --mount.
 # The base is pinned by tag; pin it by digest at release time with
 #   docker buildx imagetools inspect tensorflow/tfx:1.16.0
-# and write FROM tensorflow/tfx:1.16.0@sha256:<digest> in both stages.
+# and write FROM tensorflow/tfx:1.16.0@sha256:<digest> in both stages (likewise the
+# Beam SDK stage).
+
+# Versions: TFX_VERSION must equal tfx in constraints.txt, BEAM_VERSION apache-beam there
+# (tests/test_image_versions.py checks both).
+ARG TFX_VERSION=1.16.0
+ARG BEAM_VERSION=2.74.0
+
+# --- Beam's SDK worker boot program, of the Beam version the image installs ------
+# The TFX base image ships the boot of its own Beam (2.59), while the constraints
+# install apache-beam 2.74: a worker whose boot and SDK disagree fails its handshake
+# with the runner (Dataflow, Flink). Beam's own SDK image of the installed version
+# provides a matching /opt/apache/beam.
+FROM apache/beam_python3.10_sdk:${BEAM_VERSION} AS beam_sdk
 
 # --- builder: turn the source tree into a wheel -------------------------------
-FROM tensorflow/tfx:1.16.0 AS builder
+FROM tensorflow/tfx:${TFX_VERSION} AS builder
 WORKDIR /src
 # The repository root is the visiontfx package; .dockerignore keeps the
 # context to the sources (no .venv, outputs, data, tests, .git).
@@ -19,7 +32,8 @@ COPY . .
 RUN python -m pip wheel --no-deps --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime: the TFX image plus the wheel ------------------------------------
-FROM tensorflow/tfx:1.16.0
+FROM tensorflow/tfx:${TFX_VERSION}
+ARG BEAM_VERSION
 
 LABEL org.opencontainers.image.title="visiontfx" \
       org.opencontainers.image.description="TFX 1.16 image-classification pipeline" \
@@ -37,7 +51,11 @@ ENV TF_USE_LEGACY_KERAS=1 \
 # from the builder, constraints.txt from the context): neither stays in a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     --mount=type=bind,source=constraints.txt,target=/tmp/constraints.txt \
-    python -m pip install --no-cache-dir -c /tmp/constraints.txt /wheels/visiontfx-*.whl
+    python -m pip install --no-cache-dir -c /tmp/constraints.txt /wheels/visiontfx-*.whl \
+    && test "$(python -c 'import apache_beam; print(apache_beam.__version__)')" = "${BEAM_VERSION}"
+
+# The worker boot (the image's entrypoint) of the installed Beam version.
+COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
 
 # A numeric non-root user, so Kubernetes' runAsNonRoot can verify it; the same
 # uid (10001) as the manifests' securityContext.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin
@@ -62,6 +63,10 @@ class PipelineConfig:
     # Extra Beam options, space-separated and split like a shell would, e.g.
     # "--runner=DataflowRunner --project=p" (see docs/beam_runners.md).
     beam_args: str = ""
+    # host:port of an external Beam SDK worker pool (apache_beam.runners.worker.worker_pool_main):
+    # the Beam components then run through Beam's portable runner with an embedded job
+    # server and those workers, the contract of the Flink preset's worker-pool sidecar.
+    beam_worker_pool: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,12 +170,58 @@ class ServingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskResources:
+    """One task's pod resources on a cluster, as Kubernetes quantities ("500m", "4Gi")."""
+
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "2Gi"
+    memory_limit: str = "4Gi"
+    gpu_count: int = 0
+    # Kubeflow: the extended resource name; Vertex AI: its accelerator type (NVIDIA_TESLA_T4, ...).
+    accelerator_type: str = "nvidia.com/gpu"
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowResources:
+    """Resources per component in the compiled pipeline (the Trainer's and Tuner's are larger)."""
+
+    example_gen: TaskResources = TaskResources()
+    statistics_gen: TaskResources = TaskResources()
+    schema_gen: TaskResources = TaskResources(
+        cpu_request="250m", cpu_limit="1", memory_request="1Gi", memory_limit="2Gi"
+    )
+    example_validator: TaskResources = TaskResources(cpu_request="500m", cpu_limit="1")
+    transform: TaskResources = TaskResources(memory_request="4Gi", memory_limit="8Gi")
+    tuner: TaskResources = TaskResources(
+        cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi"
+    )
+    trainer: TaskResources = TaskResources(
+        cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi"
+    )
+    evaluator: TaskResources = TaskResources(
+        cpu_request="2", cpu_limit="4", memory_request="4Gi", memory_limit="8Gi"
+    )
+    pusher: TaskResources = TaskResources(
+        cpu_request="500m", cpu_limit="1", memory_request="1Gi", memory_limit="2Gi"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
     platform: KubeflowPlatform = "kubeflow"
     image: str = "ghcr.io/visiontfx/visiontfx:0.1.0"
     pipeline_root: str = "gs://visiontfx-artifacts/pipelines"
     data_root: str = "gs://visiontfx-data/images"
     serving_dir: str = "gs://visiontfx-models/serving"
+    # PersistentVolumeClaims (Kubeflow only): when set, data_root / serving_dir may be
+    # absolute paths, and the claim is mounted there in the tasks that read / write them.
+    data_pvc: str = ""
+    serving_pvc: str = ""
+    # Where ImportSchemaGen finds the schemas in the task pods: the Dockerfile copies the
+    # repository's schemas/ here (another absolute path or gs:// for schemas of your own).
+    schema_dir: str = "/opt/visiontfx/schemas"
+    resources: KubeflowResources = KubeflowResources()
     endpoint: str = ""  # KFP API endpoint; may also come from KFP_ENDPOINT
     project: str = ""  # Vertex AI
     region: str = "us-central1"
@@ -359,9 +410,75 @@ def _check_ranges(instance: Any, prefix: str) -> None:
             bool(instance.model_name) and "/" not in instance.model_name,
             f"'{p}model_name' must be a non-empty name without '/'.",
         )
+    elif isinstance(instance, TaskResources):
+        cpu_request = _quantity(instance.cpu_request, f"{p}cpu_request", CPU_UNITS)
+        cpu_limit = _quantity(instance.cpu_limit, f"{p}cpu_limit", CPU_UNITS)
+        memory_request = _quantity(instance.memory_request, f"{p}memory_request", MEMORY_UNITS)
+        memory_limit = _quantity(instance.memory_limit, f"{p}memory_limit", MEMORY_UNITS)
+        _require(cpu_request <= cpu_limit, f"'{p}cpu_request' must not exceed '{p}cpu_limit'.")
+        _require(memory_request <= memory_limit, f"'{p}memory_request' must not exceed '{p}memory_limit'.")
+        _require(instance.gpu_count >= 0, f"'{p}gpu_count' must be >= 0.")
+        _require(
+            instance.gpu_count == 0 or bool(instance.accelerator_type),
+            f"'{p}accelerator_type' is required when gpu_count > 0.",
+        )
+    elif isinstance(instance, KubeflowConfig):
+        _require(
+            instance.schema_dir.startswith(("/", "gs://")),
+            f"'{p}schema_dir' must be an absolute path in the image or gs://, got {instance.schema_dir!r}.",
+        )
+        for key in ("data_pvc", "serving_pvc"):
+            name = getattr(instance, key)
+            _require(
+                not name or bool(_KUBERNETES_NAME.fullmatch(name)),
+                f"'{p}{key}' must be a PersistentVolumeClaim name (lowercase letters, digits, '-', '.'), "
+                f"got {name!r}.",
+            )
     elif isinstance(instance, PipelineConfig):
+        _require(
+            not instance.beam_worker_pool
+            or bool(re.fullmatch(r"[\w.-]+:\d{1,5}", instance.beam_worker_pool)),
+            f"'{p}beam_worker_pool' must be host:port (localhost:50000), got {instance.beam_worker_pool!r}.",
+        )
         _require(instance.direct_num_workers >= 0, f"'{p}direct_num_workers' must be >= 0.")
         _require(bool(instance.name), f"'{p}name' must not be empty.")
+
+
+# Kubernetes quantity suffixes -> multiplier (CPU in cores, memory in bytes).
+CPU_UNITS = {"m": 1e-3, "": 1.0}
+MEMORY_UNITS = {
+    "": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
+_QUANTITY = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z]*)")
+_KUBERNETES_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def parse_quantity(text: str, units: Mapping[str, float]) -> float:
+    """A Kubernetes quantity in base units ("500m" CPU -> 0.5, "2Gi" -> 2147483648.0), else ValueError."""
+    match = _QUANTITY.fullmatch(text.strip())
+    if not match or match.group(2) not in units:
+        raise ValueError(text)
+    return float(match.group(1)) * units[match.group(2)]
+
+
+def _quantity(text: str, path: str, units: Mapping[str, float]) -> float:
+    try:
+        value = parse_quantity(text, units)
+    except ValueError:
+        raise ConfigError(
+            f"'{path}' must be a Kubernetes quantity with a suffix among "
+            f"{', '.join(repr(u) for u in units)}, got {text!r}."
+        ) from None
+    _require(value > 0, f"'{path}' must be > 0, got {text!r}.")
+    return value
 
 
 def from_dict(values: Mapping[str, Any] | None) -> Config:

@@ -47,6 +47,10 @@ class RunLocations:
     serving_dir: str
     metadata_path: str | None = None  # local SQLite; None on Kubeflow (the cluster's MLMD)
     data_root: Any = None  # str or RuntimeParameter; default: config.data.path
+    # Trainer backups under <pipeline_root>/_trainer_checkpoints, shared by runs so a re-run
+    # resumes. False on clusters, where a run may override the compiled pipeline root: the
+    # Trainer then backs up inside its own model_run output.
+    shared_checkpoints: bool = True
 
 
 def schema_file(config: Config) -> str:
@@ -97,7 +101,8 @@ def trainer_custom_config(
         "training": dataclasses.asdict(config.training),
         "augmentation": dataclasses.asdict(config.augmentation),
         "top_k": config.serving.top_k,
-        "checkpoint_root": os.path.join(pipeline_root, "_trainer_checkpoints"),
+        # "" (no pipeline root given): the Trainer keeps its backups in its model_run output.
+        "checkpoint_root": os.path.join(pipeline_root, "_trainer_checkpoints") if pipeline_root else "",
         "class_names": list(class_names),
     }
 
@@ -186,7 +191,8 @@ def create_pipeline(
         custom_config={"backbone": config.model.backbone, "image_size": config.model.image_size},
     )
 
-    custom_config = trainer_custom_config(config, locations.pipeline_root, class_names)
+    checkpoint_parent = locations.pipeline_root if locations.shared_checkpoints else ""
+    custom_config = trainer_custom_config(config, checkpoint_parent, class_names)
     tuner = (
         tfx.components.Tuner(
             tuner_fn=TUNER_FN,

@@ -42,7 +42,7 @@ from typing import Any, Literal, Mapping, get_args
 
 import yaml
 
-from visiontfx.pipeline.config import Config, ConfigError, load_config
+from visiontfx.pipeline.config import Config, ConfigError, KubeflowConfig, load_config
 
 Target = Literal["kubeflow", "vertex"]
 TARGETS: tuple[str, ...] = get_args(Target)
@@ -91,11 +91,41 @@ PARAMETER_SHORTHANDS = {
 
 
 # The schema ImportSchemaGen reads must be a path inside the pipeline image, not
-# on the machine that compiles: the Dockerfile puts the repository's schemas/
-# here. Keep the two in sync.
-IMAGE_SCHEMA_DIR = "/opt/visiontfx/schemas"
+# on the machine that compiles (kubeflow.schema_dir; the Dockerfile puts the
+# repository's schemas/ at its default).
+IMAGE_SCHEMA_DIR = KubeflowConfig.schema_dir
 
 _OBJECT_STORE = re.compile(r"^[a-z][a-z0-9]+://[^/?]+")  # scheme://bucket[/prefix]
+# What the executors can write (TensorFlow's filesystems in the image), and the S3 family
+# KFP's launcher accepts but TensorFlow 2.16 cannot reach (no S3 filesystem registered).
+WRITABLE_SCHEMES = ("gs://",)
+S3_SCHEMES = ("s3://", "minio://")
+_S3_FIX = (
+    "TensorFlow 2.16 in the pipeline image has no S3 filesystem (tf.io.gfile: \"File system scheme 's3' "
+    'not implemented"), so the TFX executors cannot read or write s3:// or minio:// URIs. '
+    "Fix: use a gs:// bucket (see docs/kubeflow.md)."
+)
+# The container command of every compiled task: our entrypoint, which repairs what the
+# open-source KFP backend hands over, then runs TFX's (pipeline/kfp_entrypoint.py).
+ENTRYPOINT_COMMAND = ["python", "-m", "visiontfx.pipeline.kfp_entrypoint"]
+OUTPUTS_SPEC_FLAG = "--json_serialized_outputs_spec_args"
+INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
+# Component id -> its kubeflow.resources entry.
+RESOURCE_KEYS = {
+    "ImageExampleGen": "example_gen",
+    "ImportExampleGen": "example_gen",
+    "StatisticsGen": "statistics_gen",
+    "ImportSchemaGen": "schema_gen",
+    "ExampleValidator": "example_validator",
+    "Transform": "transform",
+    "Tuner": "tuner",
+    "Trainer": "trainer",
+    "Evaluator": "evaluator",
+    "Pusher": "pusher",
+}
+# Which components read the data root / write the serving directory (the claims they mount).
+DATA_READERS = ("ImageExampleGen", "ImportExampleGen")
+SERVING_WRITERS = ("Pusher",)
 _PARAMETER_TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
 
 
@@ -112,21 +142,68 @@ def check_pipeline_root(root: str, target: Target) -> None:
     - Vertex AI: ``gs://`` only.
     - Kubeflow Pipelines 2.x: its launcher accepts ``gs://``, ``s3://`` and
       ``minio://`` roots and rejects file paths ("unsupported Cloud bucket"), so a
-      volume mounted at e.g. /mnt/pipelines cannot be the root; TensorFlow cannot
-      write ``minio://`` URIs (use MinIO through ``s3://`` instead).
+      volume mounted at e.g. /mnt/pipelines cannot be the root. TensorFlow 2.16
+      has no S3 filesystem (``tf.io.gfile``: "File system scheme 's3' not
+      implemented"), so of those only ``gs://`` works.
     """
-    allowed = ("gs://",) if target == "vertex" else ("gs://", "s3://")
-    if _OBJECT_STORE.match(root) and root.startswith(allowed):
+    if _OBJECT_STORE.match(root) and root.startswith(WRITABLE_SCHEMES):
         return
     platform = "Vertex AI" if target == "vertex" else "Kubeflow Pipelines 2.x"
     hint = ""
-    if root.startswith("minio://"):
-        hint = " TensorFlow cannot write minio:// URIs: address MinIO as s3:// (see docs/kubeflow.md)."
+    if root.startswith(S3_SCHEMES):
+        hint = " " + _S3_FIX
     elif os.path.isabs(root) or not _OBJECT_STORE.match(root):
         hint = " The platform's launcher only takes object stores, not a mounted volume's path."
-    raise ConfigError(
-        f"'kubeflow.pipeline_root' must start with {' or '.join(allowed)} on {platform}, got {root!r}.{hint}"
-    )
+    raise ConfigError(f"'kubeflow.pipeline_root' must start with gs:// on {platform}, got {root!r}.{hint}")
+
+
+def check_locations(config: Config, target: Target) -> None:
+    """Fails early on a data root or serving directory no task pod can reach.
+
+    Each task runs in its own pod: a path of the compiling machine means
+    nothing there. Object stores work (``gs://``); an absolute path works on
+    Kubeflow when a PersistentVolumeClaim is declared for it
+    (``kubeflow.data_pvc`` / ``kubeflow.serving_pvc``), which the compiled
+    spec then mounts at that path in the tasks that use it. Vertex AI mounts
+    no claims, only Cloud Storage under ``/gcs/``.
+    """
+    check_pipeline_root(config.kubeflow.pipeline_root, target)
+    settings = config.kubeflow
+    for path_key, claim_key in (("data_root", "data_pvc"), ("serving_dir", "serving_pvc")):
+        location, claim = getattr(settings, path_key), getattr(settings, claim_key)
+        setting = f"'kubeflow.{path_key}'"
+        if target == "vertex" and claim:
+            raise ConfigError(
+                f"'kubeflow.{claim_key}': Vertex AI Pipelines mounts no PersistentVolumeClaims. Put "
+                f"{setting} in Cloud Storage (gs://..., or its /gcs/... mount) and leave {claim_key} empty."
+            )
+        if location.startswith(S3_SCHEMES):
+            raise ConfigError(f"{setting} is {location!r}. {_S3_FIX}")
+        if _OBJECT_STORE.match(location):
+            if claim:
+                raise ConfigError(
+                    f"'kubeflow.{claim_key}' is set but {setting} is {location!r}, not a path to mount "
+                    f"it at: set {setting} to an absolute path (e.g. /mnt/{path_key}) or leave {claim_key} "
+                    "empty."
+                )
+            continue
+        if target == "vertex" and location.startswith("/gcs/"):
+            continue  # Vertex AI mounts Cloud Storage there
+        if claim and os.path.isabs(location):
+            continue
+        if target == "vertex":
+            fix = "use gs://... (or its Cloud Storage mount /gcs/<bucket>/...)"
+        elif os.path.isabs(location):
+            fix = (
+                f"use gs://..., or set 'kubeflow.{claim_key}' to the PersistentVolumeClaim that holds "
+                f"{location} (it is mounted there in the tasks that need it)"
+            )
+        else:
+            fix = f"use gs://..., or an absolute path with 'kubeflow.{claim_key}' set to the claim holding it"
+        raise ConfigError(
+            f"{setting} is {location!r}: the task pods cannot reach a path of the compiling machine. "
+            f"Fix: {fix}."
+        )
 
 
 def default_target(config: Config) -> Target:
@@ -140,7 +217,7 @@ def build_pipeline(config: Config, target: Target) -> Any:
     from visiontfx.pipeline.dag import RunLocations, create_pipeline
     from visiontfx.pipeline.local_runner import beam_pipeline_args
 
-    check_pipeline_root(config.kubeflow.pipeline_root, target)
+    check_locations(config, target)
     locations = RunLocations(
         pipeline_root=config.kubeflow.pipeline_root,
         serving_dir=config.kubeflow.serving_dir,
@@ -148,6 +225,7 @@ def build_pipeline(config: Config, target: Target) -> Any:
         data_root=tfx.dsl.experimental.RuntimeParameter(
             name=PARAM_DATA_ROOT, ptype=str, default=config.kubeflow.data_root
         ),
+        shared_checkpoints=False,  # a run may override the compiled pipeline root
     )
     # Open-source KFP 2.x cannot run resolver executors, so no baseline there;
     # Vertex AI resolves TFX's LatestBlessedModelStrategy.
@@ -155,15 +233,15 @@ def build_pipeline(config: Config, target: Target) -> Any:
     pipeline = create_pipeline(config, locations, beam_pipeline_args(config), baseline=baseline)
     for component in pipeline.components:
         if component.id == "ImportSchemaGen":
-            _use_image_schema(component)
+            _use_image_schema(component, config.kubeflow.schema_dir)
     _bind_runtime_parameters(pipeline)
     return pipeline
 
 
-def _use_image_schema(schema_gen: Any) -> None:
+def _use_image_schema(schema_gen: Any, schema_dir: str) -> None:
     """Points ImportSchemaGen at the schema's copy inside the image (same file name)."""
     local_path = schema_gen.exec_properties["schema_file"]
-    schema_gen.exec_properties["schema_file"] = f"{IMAGE_SCHEMA_DIR}/{os.path.basename(local_path)}"
+    schema_gen.exec_properties["schema_file"] = f"{schema_dir.rstrip('/')}/{os.path.basename(local_path)}"
 
 
 def _bind_runtime_parameters(pipeline: Any) -> None:
@@ -218,6 +296,7 @@ def compile_job(config: Config, target: Target) -> dict[str, Any]:
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=config.kubeflow.image,
+            default_commands=ENTRYPOINT_COMMAND,
             # Schema 2.1 (parameterType, defaultValue, constant) is what KFP 2.x's
             # backend reads and what the kfp 2.x SDK itself emits.
             use_pipeline_spec_2_1=True,
@@ -234,19 +313,110 @@ def compile_job(config: Config, target: Target) -> dict[str, Any]:
         inputs[name].update(
             defaultValue=default, isOptional=True, description=PARAMETER_DESCRIPTIONS.get(name, "")
         )
+    for component_id, container in executor_containers(spec).items():
+        _declare_output_types(spec, component_id, container)
+        container["resources"] = container_resources(config, component_id, target)
     return job
 
 
-def render(job: Mapping[str, Any], target: Target) -> str:
-    """The file's text: sorted keys and a fixed layout, so equal inputs give equal bytes."""
+def executor_containers(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Component id -> its executor's container spec (TFX labels executors ``<id>_executor``)."""
+    found = {}
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        if "container" in executor:
+            found[label.removesuffix("_executor")] = executor["container"]
+    return found
+
+
+def _declare_output_types(spec: Mapping[str, Any], component_id: str, container: dict[str, Any]) -> None:
+    """Adds the task's declared outputs (names and types) to its arguments, beside TFX's inputs.
+
+    The entrypoint fills an output's empty type from it and drops outputs the
+    component does not declare (KFP's ``executor-logs``).
+    """
+    outputs = spec["components"][component_id].get("outputDefinitions", {}).get("artifacts", {})
+    text = json.dumps({"artifacts": outputs}, indent=2, sort_keys=True)
+    args = container["args"]
+    position = args.index(INPUTS_SPEC_FLAG) + 2 if INPUTS_SPEC_FLAG in args else len(args)
+    args[position:position] = [OUTPUTS_SPEC_FLAG, text]
+
+
+def container_resources(config: Config, component_id: str, target: Target) -> dict[str, Any]:
+    """The pipeline spec's ``resources`` for one task: CPUs in cores, memory in GB (what KFP and
+    Vertex AI read from spec 2.1's numeric fields), and a GPU when asked."""
+    from visiontfx.pipeline.config import CPU_UNITS, MEMORY_UNITS, parse_quantity
+
+    if component_id not in RESOURCE_KEYS:
+        raise ValueError(f"No kubeflow.resources entry for component {component_id!r}: update RESOURCE_KEYS")
+    key = RESOURCE_KEYS[component_id]
+    task = getattr(config.kubeflow.resources, key)
+    resources: dict[str, Any] = {
+        "cpuRequest": parse_quantity(task.cpu_request, CPU_UNITS),
+        "cpuLimit": parse_quantity(task.cpu_limit, CPU_UNITS),
+        "memoryRequest": round(parse_quantity(task.memory_request, MEMORY_UNITS) / 1e9, 9),
+        "memoryLimit": round(parse_quantity(task.memory_limit, MEMORY_UNITS) / 1e9, 9),
+    }
+    if task.gpu_count:
+        kubernetes_name = "/" in task.accelerator_type
+        if kubernetes_name == (target == "vertex"):
+            wanted = (
+                "a Vertex AI accelerator type such as NVIDIA_TESLA_T4"
+                if target == "vertex"
+                else ("a Kubernetes resource name such as nvidia.com/gpu")
+            )
+            raise ConfigError(
+                f"'kubeflow.resources.{key}.accelerator_type' is {task.accelerator_type!r}; "
+                f"the {target} target needs {wanted}."
+            )
+        resources["accelerator"] = {"type": task.accelerator_type, "count": str(task.gpu_count)}
+    return resources
+
+
+def kubernetes_platform_spec(config: Config, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The KFP Kubernetes platform spec (what the kfp-kubernetes extension writes as the file's
+    second document) mounting the declared claims, or None when there are none."""
+    settings = config.kubeflow
+    claims = (
+        (settings.data_pvc, settings.data_root, DATA_READERS),
+        (settings.serving_pvc, settings.serving_dir, SERVING_WRITERS),
+    )
+    executors: dict[str, Any] = {}
+    for claim, mount_path, component_ids in claims:
+        if not claim:
+            continue
+        for component_id in executor_containers(spec):
+            if component_id in component_ids:
+                mounts = executors.setdefault(f"{component_id}_executor", {}).setdefault("pvcMount", [])
+                # Both spellings, as kfp-kubernetes writes them: backends before 2.3 read `constant`.
+                mounts.append(
+                    {
+                        "constant": claim,
+                        "mountPath": mount_path,
+                        "pvcNameParameter": {"runtimeValue": {"constant": claim}},
+                    }
+                )
+    if not executors:
+        return None
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
+def render(job: Mapping[str, Any], target: Target, platform_spec: Mapping[str, Any] | None = None) -> str:
+    """The file's text: sorted keys and a fixed layout, so equal inputs give equal bytes.
+
+    A KFP platform spec (volume mounts) follows the pipeline spec as a second
+    YAML document, as the kfp SDK writes and reads it.
+    """
     if target == "vertex":
+        if platform_spec:
+            raise ConfigError("Vertex AI PipelineJobs carry no Kubernetes platform spec.")
         return json.dumps(job, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     header = (
         f"# KFP v2 PipelineSpec of '{job['pipelineSpec']['pipelineInfo']['name']}', compiled by "
         "`visiontfx compile` (TFX KubeflowV2DagRunner).\n"
     )
-    return header + yaml.safe_dump(
-        dict(job["pipelineSpec"]), sort_keys=True, allow_unicode=True, width=110, default_flow_style=False
+    documents = [dict(job["pipelineSpec"])] + ([dict(platform_spec)] if platform_spec else [])
+    return header + yaml.safe_dump_all(
+        documents, sort_keys=True, allow_unicode=True, width=110, default_flow_style=False
     )
 
 
@@ -257,7 +427,8 @@ def compile_pipeline(
     target = target or default_target(config)
     if target not in TARGETS:
         raise ConfigError(f"Unknown target {target!r}; choose one of {', '.join(TARGETS)}.")
-    text = render(compile_job(config, target), target)
+    job = compile_job(config, target)
+    text = render(job, target, kubernetes_platform_spec(config, job["pipelineSpec"]))
     path = Path(output_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory, then rename: a reader never sees half a file. (open() rather
@@ -272,14 +443,27 @@ def compile_pipeline(
 # Reading compiled files (shared with submit/schedule)
 
 
-def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A compiled file as written: a PipelineSpec (YAML) or a PipelineJob (JSON)."""
+def load_documents(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """A compiled file's documents: the PipelineSpec (YAML) or PipelineJob (JSON) first, then
+    any KFP platform spec."""
     text = Path(path).read_text()
-    # JSON is YAML; the first document is the spec (a second one would be a KFP platform spec).
-    documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    if not documents or not isinstance(documents[0], dict):
+    documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]  # JSON is YAML
+    if not documents or not all(isinstance(doc, dict) for doc in documents):
         raise ConfigError(f"{path} holds no pipeline spec.")
-    return documents[0]
+    return documents
+
+
+def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A compiled file's pipeline document: a PipelineSpec (YAML) or a PipelineJob (JSON)."""
+    return load_documents(path)[0]
+
+
+def platform_spec_of(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's KFP platform spec (its documents after the first, merged); {} when none."""
+    merged: dict[str, Any] = {}
+    for document in load_documents(path)[1:]:
+        merged.update(document)
+    return merged
 
 
 def pipeline_spec_of(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -390,7 +574,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     target: Target = args.target or default_target(config)
-    check_pipeline_root(config.kubeflow.pipeline_root, target)  # before the slow TFX import
+    check_locations(config, target)  # before the slow TFX import
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)

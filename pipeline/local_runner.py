@@ -28,9 +28,27 @@ def beam_pipeline_args(config: Config) -> list[str]:
 
     mode, workers = config.pipeline.direct_running_mode, config.pipeline.direct_num_workers
     extra = shlex.split(config.pipeline.beam_args)
+    if config.pipeline.beam_worker_pool:
+        return [*portable_runner_args(config.pipeline.beam_worker_pool, config.kubeflow.image), *extra]
     if (mode, workers) == DEFAULT_BEAM_MODE:
         return extra
     return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}", *extra]
+
+
+def portable_runner_args(worker_pool: str, image: str) -> list[str]:
+    """Beam's portable runner, its job server embedded, with the EXTERNAL workers at ``worker_pool``.
+
+    The workers were started elsewhere and already have the code, which
+    ``--sdk_container_image`` tells TFX (Beam ignores it for EXTERNAL workers):
+    without it TFX builds and ships a throwaway sdist of itself per component.
+    """
+    return [
+        "--runner=PortableRunner",
+        "--job_endpoint=embed",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={worker_pool}",
+        f"--sdk_container_image={image}",
+    ]
 
 
 def local_locations(config: Config) -> Any:

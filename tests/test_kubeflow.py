@@ -33,7 +33,7 @@ TINY_CONFIG = REPO / "pipeline" / "configs" / "tiny.yaml"
 KUBEFLOW_SETTINGS = (
     "kubeflow.image=registry.example.com/visiontfx:1.2.3",
     "kubeflow.pipeline_root=gs://bucket-under-test/pipelines",
-    "kubeflow.data_root=/mnt/data/fashion",
+    "kubeflow.data_root=gs://bucket-under-test/data/fashion",
     "kubeflow.serving_dir=gs://bucket-under-test/serving",
     "kubeflow.experiment=visiontfx-test",
 )
@@ -165,10 +165,12 @@ def test_runtime_parameters_default_to_the_config(compiled: dict[str, Path]) -> 
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert set(parameters) == {"data_root", "trainer_custom_config", "eval_config"}
     assert {p["parameterType"] for p in parameters.values()} == {"STRING"}
-    assert parameters["data_root"]["defaultValue"] == "/mnt/data/fashion"
+    assert parameters["data_root"]["defaultValue"] == "gs://bucket-under-test/data/fashion"
 
     trainer = json.loads(parameters["trainer_custom_config"]["defaultValue"])
-    assert trainer == json.loads(json.dumps(trainer_custom_config(config, config.kubeflow.pipeline_root)))
+    # No shared checkpoint folder under the compiled root: a run may override the root.
+    assert trainer == json.loads(json.dumps(trainer_custom_config(config, "")))
+    assert trainer["checkpoint_root"] == ""
     assert trainer["training"]["warmup_epochs"] == config.training.warmup_epochs  # the epochs
 
     evaluation = json_format.Parse(parameters["eval_config"]["defaultValue"], EvalConfig())
@@ -229,9 +231,7 @@ def test_compiling_twice_gives_the_same_bytes(compiled: dict[str, Path], tmp_pat
         assert oct(again.stat().st_mode & 0o077) != "0o0", "group/other bits follow the umask"
 
 
-@pytest.mark.parametrize(
-    ("root", "target"), [("gs://b/p", "kubeflow"), ("s3://b/p", "kubeflow"), ("gs://b", "vertex")]
-)
+@pytest.mark.parametrize(("root", "target"), [("gs://b/p", "kubeflow"), ("gs://b", "vertex")])
 def test_pipeline_root_from_the_config(tmp_path: Path, root: str, target: str) -> None:
     from visiontfx.pipeline.kubeflow import compile_pipeline
 
@@ -241,7 +241,7 @@ def test_pipeline_root_from_the_config(tmp_path: Path, root: str, target: str) -
     trainer = json.loads(
         spec["root"]["inputDefinitions"]["parameters"]["trainer_custom_config"]["defaultValue"]
     )
-    assert trainer["checkpoint_root"].startswith(root)
+    assert trainer["checkpoint_root"] == ""  # the Trainer backs up inside its own output
 
 
 @pytest.mark.parametrize(
@@ -249,7 +249,8 @@ def test_pipeline_root_from_the_config(tmp_path: Path, root: str, target: str) -
     [
         ("/mnt/pipelines", "kubeflow", "mounted volume"),  # KFP's launcher: "unsupported Cloud bucket"
         ("outputs/pipelines", "kubeflow", "gs://"),
-        ("minio://mlpipeline/v2", "kubeflow", "s3://"),  # KFP takes it, TensorFlow cannot write it
+        ("minio://mlpipeline/v2", "kubeflow", "no S3 filesystem"),  # KFP takes it, TensorFlow cannot write it
+        ("s3://b/p", "kubeflow", "no S3 filesystem"),
         ("s3://b/p", "vertex", "gs://"),
     ],
 )
@@ -295,6 +296,184 @@ def test_command_modules_import_without_tensorflow() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# --------------------------------------------------------------------------
+# compile: what the task pods can reach, their command, their resources
+
+
+@pytest.mark.parametrize(
+    ("overrides", "target", "message"),
+    [
+        (["kubeflow.data_root=/mnt/data"], "kubeflow", r"'kubeflow\.data_root'.*set 'kubeflow\.data_pvc'"),
+        (["kubeflow.serving_dir=outputs/serving"], "kubeflow", r"'kubeflow\.serving_dir'.*absolute path"),
+        (["kubeflow.data_root="], "kubeflow", r"'kubeflow\.data_root' is ''"),
+        (["kubeflow.data_root=s3://b/images"], "kubeflow", r"'kubeflow\.data_root'.*no S3 filesystem.*gs://"),
+        (["kubeflow.serving_dir=minio://b/m"], "kubeflow", r"'kubeflow\.serving_dir'.*no S3 filesystem"),
+        (["kubeflow.data_pvc=images"], "kubeflow", r"'kubeflow\.data_pvc' is set but.*not a path to mount"),
+        (
+            ["kubeflow.data_root=/mnt/d", "kubeflow.data_pvc=images"],
+            "vertex",
+            r"mounts no PersistentVolumeClaims",
+        ),
+        (["kubeflow.data_root=/mnt/data"], "vertex", r"'kubeflow\.data_root'.*/gcs/"),
+    ],
+)
+def test_locations_the_pods_cannot_reach_are_refused(overrides: list[str], target: str, message: str) -> None:
+    from visiontfx.pipeline.kubeflow import check_locations
+
+    with pytest.raises(ConfigError, match=message):
+        check_locations(cluster_config(*overrides), target)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "target"),
+    [
+        (["kubeflow.data_root=/mnt/data", "kubeflow.data_pvc=images"], "kubeflow"),
+        (["kubeflow.serving_dir=/models", "kubeflow.serving_pvc=models"], "kubeflow"),
+        (["kubeflow.data_root=/gcs/bucket/images"], "vertex"),
+    ],
+)
+def test_reachable_locations_pass(overrides: list[str], target: str) -> None:
+    from visiontfx.pipeline.kubeflow import check_locations
+
+    check_locations(cluster_config(*overrides), target)  # type: ignore[arg-type]
+
+
+def test_tensorflow_really_has_no_s3_filesystem() -> None:
+    """Why s3:// roots are refused; when this fails, TensorFlow gained one: allow s3:// again."""
+    import tensorflow as tf
+
+    assert "gs" in tf.io.gfile.get_registered_schemes()
+    assert "s3" not in tf.io.gfile.get_registered_schemes()
+    with pytest.raises(tf.errors.UnimplementedError, match="s3"):
+        tf.io.gfile.exists("s3://bucket/key")
+
+
+@pytest.fixture(scope="module")
+def compiled_with_claims(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from visiontfx.pipeline.kubeflow import compile_pipeline
+
+    config = cluster_config(
+        "kubeflow.data_root=/mnt/images",
+        "kubeflow.data_pvc=image-data",
+        "kubeflow.serving_dir=/srv/models",
+        "kubeflow.serving_pvc=served-models",
+        "kubeflow.resources.trainer.gpu_count=2",
+    )
+    return Path(compile_pipeline(config, tmp_path_factory.mktemp("claims") / "pipeline.yaml", "kubeflow"))
+
+
+def test_declared_claims_are_mounted_where_the_paths_are(compiled_with_claims: Path) -> None:
+    from google.protobuf import json_format
+    from kfp.client.client import _extract_pipeline_yaml
+
+    from visiontfx.pipeline.kubeflow import platform_spec_of
+
+    platform = platform_spec_of(compiled_with_claims)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"ImageExampleGen_executor", "Pusher_executor"}  # only the tasks that need them
+    assert executors["ImageExampleGen_executor"]["pvcMount"] == [
+        {
+            "constant": "image-data",
+            "mountPath": "/mnt/images",
+            "pvcNameParameter": {"runtimeValue": {"constant": "image-data"}},
+        }
+    ]
+    assert executors["Pusher_executor"]["pvcMount"][0]["mountPath"] == "/srv/models"
+    # What the kfp client sends: the spec plus this platform spec, as kfp-kubernetes writes it.
+    doc = _extract_pipeline_yaml(str(compiled_with_claims))
+    sent = json_format.MessageToDict(doc.platform_spec)
+    assert sent["platforms"]["kubernetes"]["deploymentSpec"]["executors"] == executors
+    spec = spec_of(compiled_with_claims)
+    pusher = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]
+    assert "/srv/models/fashion" in pusher["runtimeValue"]["constant"]
+
+
+def test_every_task_runs_our_entrypoint_with_its_declared_outputs(compiled: dict[str, Path]) -> None:
+    from visiontfx.pipeline.kubeflow import ENTRYPOINT_COMMAND, OUTPUTS_SPEC_FLAG, executor_containers
+
+    for target, path in compiled.items():
+        spec = spec_of(path)
+        containers = executor_containers(spec)
+        assert len(containers) == 8
+        for component_id, container in containers.items():
+            assert container["command"] == ENTRYPOINT_COMMAND, (target, component_id)
+            args = container["args"]
+            declared = json.loads(args[args.index(OUTPUTS_SPEC_FLAG) + 1])
+            expected = spec["components"][component_id].get("outputDefinitions", {}).get("artifacts", {})
+            assert declared == {"artifacts": expected} and expected, (target, component_id)
+
+
+def test_resources_per_task_from_the_config(compiled: dict[str, Path], compiled_with_claims: Path) -> None:
+    from visiontfx.pipeline.config import KubeflowResources
+
+    containers = {
+        label.removesuffix("_executor"): executor["container"]
+        for label, executor in spec_of(compiled["kubeflow"])["deploymentSpec"]["executors"].items()
+    }
+    trainer, pusher = containers["Trainer"]["resources"], containers["Pusher"]["resources"]
+    defaults = KubeflowResources()
+    assert trainer == {
+        "cpuRequest": 4.0,
+        "cpuLimit": 8.0,
+        "memoryRequest": 8.589934592,
+        "memoryLimit": 17.179869184,
+    }
+    assert defaults.trainer.memory_limit == "16Gi" and defaults.trainer.cpu_limit == "8"
+    assert pusher["cpuRequest"] == 0.5 and pusher["memoryLimit"] == 2**31 / 1e9
+    assert all("accelerator" not in c["resources"] for c in containers.values())
+    vertex = spec_of(compiled["vertex"])["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    assert vertex["resources"] == trainer
+
+    gpu = spec_of(compiled_with_claims)["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    assert gpu["resources"]["accelerator"] == {"type": "nvidia.com/gpu", "count": "2"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "target", "message"),
+    [
+        (["kubeflow.resources.trainer.gpu_count=1"], "vertex", r"accelerator_type.*NVIDIA_TESLA_T4"),
+        (
+            [
+                "kubeflow.resources.trainer.gpu_count=1",
+                "kubeflow.resources.trainer.accelerator_type=NVIDIA_L4",
+            ],
+            "kubeflow",
+            r"accelerator_type.*nvidia\.com/gpu",
+        ),
+    ],
+)
+def test_accelerator_types_follow_the_platform(overrides: list[str], target: str, message: str) -> None:
+    from visiontfx.pipeline.kubeflow import container_resources
+
+    with pytest.raises(ConfigError, match=message):
+        container_resources(cluster_config(*overrides), "Trainer", target)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "kubeflow.resources.trainer.cpu_request=16",
+            r"'kubeflow\.resources\.trainer\.cpu_request' must not exceed",
+        ),
+        (
+            "kubeflow.resources.pusher.memory_limit=2GB",
+            r"'kubeflow\.resources\.pusher\.memory_limit'.*quantity",
+        ),
+        (
+            "kubeflow.resources.evaluator.cpu_limit=0",
+            r"'kubeflow\.resources\.evaluator\.cpu_limit' must be > 0",
+        ),
+        ("kubeflow.resources.trainer.gpu_count=-1", r"gpu_count' must be >= 0"),
+        ("kubeflow.serving_pvc=Models_1", r"'kubeflow\.serving_pvc' must be a PersistentVolumeClaim name"),
+        ("kubeflow.resources.gpu=1", r"Unknown config key 'kubeflow\.resources\.gpu'"),
+    ],
+)
+def test_resource_and_claim_settings_are_validated(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cluster_config(override)
 
 
 # --------------------------------------------------------------------------
