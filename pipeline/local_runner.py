@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_config_arguments(parser)
     parser.add_argument(
-        "--json", action="store_true", help="print only the summary as JSON on stdout (everything else: stderr)"
+        "--json", action="store_true", help="print only the summary as JSON on stdout (all else: stderr)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -29,7 +29,7 @@ def check_cron(expression: str) -> str:
     text = expression.strip()
     if text.startswith("@"):
         if text not in ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@reboot"):
-            raise ConfigError(f"--cron {expression!r}: unknown macro (use @hourly, @daily, @weekly, @monthly).")
+            raise ConfigError(f"--cron {expression!r}: unknown macro (@hourly, @daily, @weekly, @monthly).")
         return text
     fields = text.split()
     if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):

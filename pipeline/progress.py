@@ -46,7 +46,6 @@ class ComponentProgress(logging.Handler):
             self.stream.write(line + "\n")
             self.stream.flush()
 
-
     def report_failure(self) -> None:
         """The node that started and never finished failed: say which, and after how long."""
         for node, started in self.started.items():
@@ -54,7 +53,8 @@ class ComponentProgress(logging.Handler):
                 seconds = time.monotonic() - started
                 self.durations[node] = seconds
                 if self.stream is not None:
-                    self.stream.write(f"[{len(self.started)}/{self.total}] {node} failed after {seconds:.1f} s\n")
+                    line = f"[{len(self.started)}/{self.total}] {node} failed after {seconds:.1f} s"
+                    self.stream.write(line + "\n")
                     self.stream.flush()
 
 

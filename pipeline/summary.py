@@ -108,10 +108,12 @@ def format_summary(summary: dict[str, Any], split_evaluated: str) -> str:
         for reason, count in list(summary["rejection_reasons"].items())[:5]:
             lines.append(f"            rejected {count}× : {reason}")
         if summary.get("empty_class_folders"):
-            lines.append(f"            skipped empty class folder(s): {', '.join(summary['empty_class_folders'])}")
+            skipped = ", ".join(summary["empty_class_folders"])
+            lines.append(f"            skipped empty class folder(s): {skipped}")
     if summary.get("data_change"):
         spans = ",".join(map(str, summary.get("spans") or []))
-        lines.append(f"data:       {'span ' + spans + ': ' if spans and spans != '0' else ''}{summary['data_change']}")
+        span_text = f"span {spans}: " if spans and spans != "0" else ""
+        lines.append(f"data:       {span_text}{summary['data_change']}")
     drift = summary.get("drift")
     if drift is not None:
         lines.append(f"drift:      {format_drift(drift)}")

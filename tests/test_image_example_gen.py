@@ -218,8 +218,12 @@ def test_images_below_min_image_side_are_rejected_with_that_reason(tmp_path: Pat
         tmp_path, data, min_image_side=8, max_rejected_fraction=0.5, splits={"train": 0.9, "eval": 0.1}
     )
     assert report["rejections"] == [
-        {"file": "a/tiny.png", "class": "a", "split": report["rejections"][0]["split"],
-         "reason": "image smaller than data.min_image_side=8 (1x1)"}
+        {
+            "file": "a/tiny.png",
+            "class": "a",
+            "split": report["rejections"][0]["split"],
+            "reason": "image smaller than data.min_image_side=8 (1x1)",
+        }
     ]
 
 

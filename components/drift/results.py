@@ -46,8 +46,16 @@ def read_drift(anomalies_uri: str) -> dict[str, Any]:
     measured = {m["feature"] for m in measurements}
     for name, info in sorted(anomalies.anomaly_info.items()):
         if name not in measured:
-            exceeded.append({"feature": name, "measure": "missing", "value": None, "threshold": None,
-                             "exceeded": True, "description": info.description})
+            exceeded.append(
+                {
+                    "feature": name,
+                    "measure": "missing",
+                    "value": None,
+                    "threshold": None,
+                    "exceeded": True,
+                    "description": info.description,
+                }
+            )
     return {"compared": True, "measurements": measurements, "exceeded": exceeded}
 
 

@@ -24,7 +24,9 @@ NODE_ID = "DistributionValidator"
 class OptionalBaselineSpec(specs.DistributionValidatorSpec):
     INPUTS = {
         **specs.DistributionValidatorSpec.INPUTS,
-        specs.BASELINE_STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+        specs.BASELINE_STATISTICS_KEY: ChannelParameter(
+            type=standard_artifacts.ExampleStatistics, optional=True
+        ),
     }
 
 

@@ -57,7 +57,7 @@ def is_blessed(blessing_uri: str) -> bool:
 
 
 def describe_failure(metric: str, value: float, threshold: float, is_change: bool) -> str:
-    """A failed threshold in words: the metric, its value and the threshold (TFMA's message is often empty)."""
+    """A failed threshold in words: metric, value and threshold (TFMA's message is often empty)."""
     if is_change:
         return (
             f"{metric} changed by {value:+.4f} against the previously blessed model; "

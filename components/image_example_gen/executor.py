@@ -266,9 +266,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                         _IngestChunk(
                             spec, class_names, options["max_image_side"], options.get("min_image_side", 1)
                         )
-                    ).with_outputs(
-                        _IngestChunk.REJECTED, main="examples"
-                    )
+                    ).with_outputs(_IngestChunk.REJECTED, main="examples")
                 )
                 for split in split_names:
                     (

@@ -185,9 +185,7 @@ def source_files(source: str, path: str, tfds_name: str) -> tuple[list[str], boo
     return [path], True
 
 
-def resolve_input(
-    source: str, input_base: str, options: Mapping[str, Any]
-) -> ResolvedInput:
+def resolve_input(source: str, input_base: str, options: Mapping[str, Any]) -> ResolvedInput:
     """Resolves spans (folders with ``{SPAN}``) and fingerprints the input's files."""
     window = range_config(int(options.get("span_window", 1)), int(options.get("first_span", 0)))
     if source == "folder" and has_span_pattern(input_base):
