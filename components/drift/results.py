@@ -9,6 +9,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from visiontfx.components.drift.comparators import SPLIT_PAIR
+from visiontfx.components.image_example_gen.features import LABEL_NAME_KEY
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # TFX's file name for anomalies
 
@@ -67,3 +68,25 @@ def describe(drift: dict[str, Any]) -> str:
         else f"{m['feature']}: {m.get('description', 'not comparable')}"
         for m in drift["exceeded"]
     )
+
+
+def label_distribution(statistics_uri: str, split: str = SPLIT_PAIR[0]) -> dict[str, float]:
+    """Class name → fraction of the split's images, from StatisticsGen's output (for the report's plot)."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+    if not tf.io.gfile.exists(path):
+        return {}
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        stats.ParseFromString(handle.read())
+    for dataset in stats.datasets:
+        for feature in dataset.features:
+            if feature.path.step == [LABEL_NAME_KEY] or feature.name == LABEL_NAME_KEY:
+                buckets = feature.string_stats.rank_histogram.buckets or []
+                counts = {b.label: b.sample_count for b in buckets}
+                if not counts:
+                    counts = {v.value: v.frequency for v in feature.string_stats.top_values}
+                total = sum(counts.values())
+                return {name: count / total for name, count in sorted(counts.items())} if total else {}
+    return {}
