@@ -323,6 +323,12 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         _require(instance.min_image_side >= 1, f"'{p}min_image_side' must be >= 1.")
         _require(instance.span_window >= 1, f"'{p}span_window' must be at least 1 (the newest span).")
         _require(instance.first_span >= 0, f"'{p}first_span' must be >= 0.")
+        _require(
+            (instance.span_window == 1 and instance.first_span == 0)
+            or (instance.source == "folder" and "{SPAN" in instance.path),
+            f"'{p}span_window' and '{p}first_span' need a folder data.path with {{SPAN}}, "
+            "e.g. /data/photos/span-{SPAN}.",
+        )
         names = instance.class_names
         _require(
             all(name.strip() == name != "" for name in names) and len(set(names)) == len(names),
