@@ -41,7 +41,10 @@ def drift_part(data: ReportData, figures: Figures) -> list[object]:
     ]
     parts.append(
         table(
-            ["feature", "measure", "value", "threshold", "beyond"], rows, id_="drift-measures", numeric_columns=[2, 3]
+            ["feature", "measure", "value", "threshold", "beyond"],
+            rows,
+            id_="drift-measures",
+            numeric_columns=[2, 3],
         )
     )
     return parts
