@@ -57,7 +57,7 @@ def plain_keras(overrides: list[str]) -> dict[str, Any]:
     config = load_config(None, overrides)
     options = example_gen_options(config)
     plan = sources.SplitPlan(**options["splits"], use_source_test=True, caps=options["caps"])
-    _, entries, _ = sources.list_source(sources.SourceSpec(kind="fashion_mnist"))
+    entries = sources.list_source(sources.SourceSpec(kind="fashion_mnist")).entries
     planned = sources.plan_splits(entries, plan)
     size, backbone = config.model.image_size, config.model.backbone
 

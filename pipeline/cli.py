@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
 import visiontfx  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -56,20 +58,44 @@ def _entry(module_name: str) -> Callable[[argparse.Namespace], int]:
     return importlib.import_module(module_name).main
 
 
+DEBUG_FLAG = "--debug"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one sub-command; expected failures end in one message and their exit code.
+
+    ``--debug`` (anywhere on the line) or ``VISIONTFX_DEBUG=1`` adds the traceback.
+    Exit codes: ``contracts/failures.py`` (and the README).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or bool(os.environ.get("VISIONTFX_DEBUG"))
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
     command = next((arg for arg in argv if not arg.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    parser = build_parser(command)
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="print tracebacks of expected failures too")
+    args = parser.parse_args(argv)
+    from visiontfx.contracts import failures
     from visiontfx.pipeline.config import ConfigError
 
     try:
         return int(_entry(args._module)(args) or 0)
     except ConfigError as error:
-        print(f"visiontfx: configuration error: {error}", file=sys.stderr)
-        return 2
+        _print_failure(f"configuration error: {error}", debug)
+        return failures.EXIT_CONFIG
+    except failures.ExpectedFailure as error:
+        _print_failure(str(error), debug)
+        return error.exit_code
     except KeyboardInterrupt:
         print("visiontfx: interrupted", file=sys.stderr)
-        return 130
+        return failures.EXIT_INTERRUPTED
+
+
+def _print_failure(message: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    else:
+        message += "\n(run again with --debug for the traceback)"
+    print(f"visiontfx: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
 Strategy = Literal["auto", "default", "mirrored", "multi_worker", "tpu"]
 DirectRunningMode = Literal["in_memory", "multi_threading", "multi_processing"]
 KubeflowPlatform = Literal["kubeflow", "vertex"]
+DriftAction = Literal["warn", "fail", "off"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,13 @@ class DataConfig:
     # folder: one sub-folder per class; tfrecord: a folder with one sub-folder
     # per split holding TFRecord shards; fashion_mnist: the IDX files (empty =
     # the Debian package's location); tfds: the data_dir with prepared data.
+    # A folder path may hold TFX's {SPAN} (and {VERSION}) placeholders, e.g.
+    # /data/photos/span-{SPAN}: the newest span (at its newest version) is used.
     path: str = ""
+    # With {SPAN}: train on the last N spans together (TFX's RangeConfig
+    # rolling_range), ignoring spans below first_span.
+    span_window: int = 1
+    first_span: int = 0
     tfds_name: str = ""
     splits: SplitConfig = SplitConfig()
     # Keep the dataset's own test split (Fashion-MNIST's 10,000 test images,
@@ -104,6 +111,20 @@ class DataConfig:
     # <path>/labels.txt cannot be read when the DAG is built: on Kubeflow the
     # data root is a runtime parameter. Other sources derive it from the data.
     class_names: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    """The new data's statistics against those of the data the last model trained on.
+
+    TFX's DistributionValidator with TFDV drift comparators, on the train split
+    (local runs; see docs/continuous_training.md for the cluster runners).
+    """
+
+    action: DriftAction = "warn"  # fail: stop before training; off: no comparison
+    label_threshold: float = 0.1  # L-infinity distance of the class distributions
+    format_threshold: float = 0.2  # L-infinity distance of the image formats (jpeg/png)
+    size_threshold: float = 0.2  # Jensen-Shannon divergence of image heights and widths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +254,7 @@ class KubeflowConfig:
 class Config:
     pipeline: PipelineConfig = PipelineConfig()
     data: DataConfig = DataConfig()
+    drift: DriftConfig = DriftConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -350,6 +372,14 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         for name in ("max_train_images", "max_eval_images", "max_test_images"):
             _require(getattr(instance, name) >= 0, f"'{p}{name}' must be >= 0 (0 = no cap).")
         _require(instance.min_image_side >= 1, f"'{p}min_image_side' must be >= 1.")
+        _require(instance.span_window >= 1, f"'{p}span_window' must be at least 1 (the newest span).")
+        _require(instance.first_span >= 0, f"'{p}first_span' must be >= 0.")
+        _require(
+            (instance.span_window == 1 and instance.first_span == 0)
+            or (instance.source == "folder" and "{SPAN" in instance.path),
+            f"'{p}span_window' and '{p}first_span' need a folder data.path with {{SPAN}}, "
+            "e.g. /data/photos/span-{SPAN}.",
+        )
         names = instance.class_names
         _require(
             all(name.strip() == name != "" for name in names) and len(set(names)) == len(names),
@@ -367,6 +397,10 @@ def _check_ranges(instance: Any, prefix: str) -> None:
             _require(bool(instance.path), f"'{p}path' is required when source is '{instance.source}'.")
         if instance.source == "tfds":
             _require(bool(instance.tfds_name), f"'{p}tfds_name' is required when source is 'tfds'.")
+    elif isinstance(instance, DriftConfig):
+        for name in ("label_threshold", "format_threshold", "size_threshold"):
+            value = getattr(instance, name)
+            _require(0.0 < value <= 1.0, f"'{p}{name}' must be in (0, 1], got {value}.")
     elif isinstance(instance, AugmentationConfig):
         for name in ("rotation", "zoom", "height_shift", "width_shift"):
             value = getattr(instance, name)

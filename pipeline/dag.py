@@ -17,12 +17,17 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
+from visiontfx.components.drift.baseline import PreviousTrainedStatisticsStrategy
+from visiontfx.components.drift.comparators import SPLIT_PAIR, distribution_validator_config
+from visiontfx.components.drift.gate import DriftGate
+from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
+from visiontfx.components.drift.validator import ColdStartDistributionValidator
 from visiontfx.components.evaluator.baseline_resolver import LatestBlessedOtherModelStrategy
 from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
 from visiontfx.components.pusher.executor import Executor as ServingPusherExecutor
 from visiontfx.pipeline.config import Config, ConfigError
-from visiontfx.pipeline.metadata import BASELINE_RESOLVER_ID
+from visiontfx.pipeline.metadata import BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID
 
 
 class ServingPusher(tfx.components.Pusher):
@@ -76,7 +81,10 @@ def example_gen_options(config: Config) -> dict[str, Any]:
         "num_shards": data.num_shards,
         "tfds_name": data.tfds_name,
         "max_rejected_fraction": data.max_rejected_fraction,
+        "min_image_side": data.min_image_side,
         "max_image_side": data.max_image_side,
+        "span_window": data.span_window,
+        "first_span": data.first_span,
     }
 
 
@@ -158,6 +166,36 @@ def make_baseline_resolver(candidate: Any, baseline: Baseline) -> tfx.dsl.Resolv
     ).with_id(BASELINE_RESOLVER_ID)
 
 
+def make_drift_nodes(config: Config, statistics: Any, baseline: Baseline) -> list[Any]:
+    """Resolver → DistributionValidator (→ DriftGate with ``drift.action: fail``), or nothing.
+
+    The baseline statistics come from a custom resolver strategy, which runs
+    only locally: the Kubeflow V2 compiler accepts TFX's own strategies only,
+    and open-source KFP runs no resolver (see docs/continuous_training.md).
+    On the first span there is no baseline: the validator rubber-stamps.
+    """
+    if config.drift.action == "off" or baseline != "exclude_candidate":
+        return []
+    resolver = tfx.dsl.Resolver(
+        strategy_class=PreviousTrainedStatisticsStrategy,
+        candidate=statistics,
+        statistics=tfx.dsl.Channel(type=standard_artifacts.ExampleStatistics),
+    ).with_id(DRIFT_BASELINE_RESOLVER_ID)
+    drift = config.drift
+    validator = ColdStartDistributionValidator(
+        statistics=statistics,
+        baseline_statistics=resolver.outputs["statistics"],
+        config=distribution_validator_config(
+            drift.label_threshold, drift.format_threshold, drift.size_threshold
+        ),
+        include_split_pairs=[SPLIT_PAIR],
+    ).with_id(DRIFT_VALIDATOR_ID)
+    nodes = [resolver, validator]
+    if drift.action == "fail":
+        nodes.append(DriftGate(anomalies=validator.outputs["anomalies"]))
+    return nodes
+
+
 def create_pipeline(
     config: Config,
     locations: RunLocations,
@@ -176,6 +214,9 @@ def create_pipeline(
     examples = example_gen.outputs["examples"]
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    if baseline is None:
+        baseline = "exclude_candidate" if locations.metadata_path is not None else "latest_blessed"
+    drift_nodes = make_drift_nodes(config, statistics_gen.outputs["statistics"], baseline)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config))
     schema = schema_gen.outputs["schema"]
     example_validator = tfx.components.ExampleValidator(
@@ -214,8 +255,9 @@ def create_pipeline(
         custom_config=custom_config,
     )
 
-    if baseline is None:
-        baseline = "exclude_candidate" if locations.metadata_path is not None else "latest_blessed"
+    for node in drift_nodes:
+        if isinstance(node, DriftGate):
+            trainer.add_upstream_node(node)  # drift beyond a threshold stops the run before training
     latest_blessed_model = make_baseline_resolver(trainer.outputs["model"], baseline)
 
     evaluator = tfx.components.Evaluator(
@@ -252,6 +294,7 @@ def create_pipeline(
                 statistics_gen,
                 schema_gen,
                 example_validator,
+                *drift_nodes,
                 transform,
                 tuner,
                 trainer,

@@ -44,9 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--replace", action="store_true", help="replace an existing schedule of the same name"
     )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="print a crontab line that runs `visiontfx run` on this machine instead (see local_schedule.py)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.local:
+        from visiontfx.pipeline import local_schedule
+
+        return local_schedule.main(args)
     config = load_config(args.config, args.overrides)
     max_concurrency = args.max_concurrency or config.kubeflow.max_concurrency
     if max_concurrency < 1:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from visiontfx.pipeline.config import Config, load_config
 
@@ -18,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from visiontfx.pipeline.cli import add_config_arguments
 
     add_config_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print only the summary as JSON on stdout (all else: stderr)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -72,21 +75,39 @@ def run_pipeline(config: Config, quiet: bool = True) -> dict[str, Any]:
 
     locations = local_locations(config)
     os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
+    previous_fingerprint = metadata.latest_input_fingerprint(locations.metadata_path)
     pipeline = create_pipeline(config, locations, beam_pipeline_args(config))
     started = time.monotonic()
     reporter = progress.install(len(pipeline.components), quiet)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
+    except BaseException:
+        reporter.report_failure()
+        raise
     finally:
         progress.uninstall(reporter)
     run = metadata.load_run(locations.metadata_path, config.pipeline.name)
     result = summary.build_summary(run)
+    result["data_change"] = data_change(run, previous_fingerprint, result["input_fingerprint"])
     result["seconds"] = round(time.monotonic() - started, 1)
     result["component_seconds"] = {k: round(v, 1) for k, v in reporter.durations.items()}
     result["metadata_path"] = locations.metadata_path
     result["pipeline_root"] = locations.pipeline_root
     result["pipeline_name"] = config.pipeline.name
     return result
+
+
+def data_change(run: Any, previous: str, current: str) -> str:
+    """Why ExampleGen ran (or that it came from the cache), for the summary."""
+    from visiontfx.components.image_example_gen.spans import describe_change
+    from visiontfx.pipeline.summary import EXAMPLE_GEN_IDS
+
+    states = {run.components[n].state for n in EXAMPLE_GEN_IDS if n in run.components}
+    if states == {"CACHED"}:
+        return "unchanged (ingestion from cache)"
+    if not current:
+        return ""
+    return "re-ingested: " + describe_change(previous, current) if previous else "first ingestion"
 
 
 def reusable_report(result: dict[str, Any]) -> str:
@@ -97,7 +118,7 @@ def reusable_report(result: dict[str, Any]) -> str:
     """
     from visiontfx.pipeline import metadata
 
-    states = [s for node, s in result["components"].items() if node != metadata.BASELINE_RESOLVER_ID]
+    states = [s for node, s in result["components"].items() if node not in metadata.RESOLVER_IDS]
     if not states or set(states) != {"CACHED"}:
         return ""
     from visiontfx.components.report.builder import REPORTS_DIR, safe_name
@@ -132,16 +153,40 @@ def write_report(config: Config, result: dict[str, Any], quiet: bool) -> str:
         return ""
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Sends everything written to stdout (Python or native code, e.g. Keras' epoch lines) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)  # validated before anything heavy runs
     if args.quiet or args.json:
         os.environ["VISIONTFX_QUIET"] = "1"
+    from visiontfx.contracts.failures import EXIT_NOT_BLESSED, EXIT_OK
     from visiontfx.pipeline import summary
     from visiontfx.pipeline.dag import has_test_split
 
-    quiet = bool(args.quiet or args.json)
-    result = run_pipeline(config, quiet=quiet)
-    result["report"] = write_report(config, result, quiet)
+    quiet = bool(args.quiet)  # --json keeps the progress lines: they go to stderr
+    from visiontfx.contracts.failures import ExpectedFailure
+
+    try:
+        with stdout_to_stderr() if args.json else contextlib.nullcontext():
+            result = run_pipeline(config, quiet=quiet)
+            result["report"] = write_report(config, result, quiet or args.json)
+    except ExpectedFailure as error:
+        if args.json:  # still JSON on stdout; the command line prints the message to stderr
+            print(json.dumps({"error": str(error), "exit_code": error.exit_code}, indent=2))
+        raise
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -149,4 +194,4 @@ def main(args: argparse.Namespace) -> int:
         print(summary.format_summary(result, split))
         print(f"report:     {result['report'] or '(not written)'}")
         print(f"took {result['seconds']:.0f} s; metadata: {result['metadata_path']}")
-    return 0 if result["blessed"] else 3
+    return EXIT_OK if result["blessed"] else EXIT_NOT_BLESSED

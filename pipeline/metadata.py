@@ -13,6 +13,10 @@ NODE_CONTEXT_TYPE = "node"
 # The DAG's baseline resolver (pipeline/dag.py): a resolver node, which never
 # "runs" or caches like a component does.
 BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
+# The drift check's baseline statistics (pipeline/dag.py:make_drift_nodes).
+DRIFT_BASELINE_RESOLVER_ID = "previous_trained_statistics_resolver"
+RESOLVER_IDS = (BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID)
+INPUT_FINGERPRINT_PROPERTY = "input_fingerprint"  # TFX's ExampleGen property name
 _STATES = metadata_store_pb2.Execution.State
 
 
@@ -101,6 +105,24 @@ def _node_id(store: metadata_store.MetadataStore, execution_id: int) -> str:
         if store.get_context_types_by_id([context.type_id])[0].name == NODE_CONTEXT_TYPE:
             return context.name.split(".", 1)[-1]
     return f"execution-{execution_id}"
+
+
+def latest_input_fingerprint(metadata_path: str) -> str:
+    """The input fingerprint of the newest Examples an ExampleGen recorded ("" before any)."""
+    import os
+
+    if not os.path.exists(metadata_path):
+        return ""
+    store = open_store(metadata_path)
+    try:
+        examples = store.get_artifacts_by_type("Examples")
+    except Exception:  # an empty store has no Examples type yet
+        return ""
+    for artifact in sorted(examples, key=lambda a: a.id, reverse=True):
+        fingerprint = string_property(artifact, INPUT_FINGERPRINT_PROPERTY)
+        if fingerprint:
+            return fingerprint
+    return ""
 
 
 def int_property(artifact: metadata_store_pb2.Artifact, name: str, default: int = 0) -> int:

@@ -46,6 +46,17 @@ class ComponentProgress(logging.Handler):
             self.stream.write(line + "\n")
             self.stream.flush()
 
+    def report_failure(self) -> None:
+        """The node that started and never finished failed: say which, and after how long."""
+        for node, started in self.started.items():
+            if node not in self.durations:
+                seconds = time.monotonic() - started
+                self.durations[node] = seconds
+                if self.stream is not None:
+                    line = f"[{len(self.started)}/{self.total}] {node} failed after {seconds:.1f} s"
+                    self.stream.write(line + "\n")
+                    self.stream.flush()
+
 
 class _DropKnownNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
@@ -60,8 +71,13 @@ def install(total: int, quiet: bool = False) -> ComponentProgress:
     """Keeps other handlers at WARNING and records (and unless quiet, prints) progress."""
     if not logging.root.handlers:
         logging.basicConfig()  # absl would add this on first use, at INFO level
+    from absl import logging as absl_logging
+
     absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
+    # Through absl's verbosity flag, not the logger's level: TensorFlow's SavedModel
+    # code sets the flag to FATAL and back around each save, which would otherwise
+    # leave the logger at the flag's default (WARNING) and end the progress lines.
+    absl_logging.set_verbosity(absl_logging.INFO)
     for handler in absl_logger.handlers + logging.getLogger().handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
         handler.addFilter(_NOISE_FILTER)

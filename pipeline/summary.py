@@ -8,6 +8,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from visiontfx.components.drift import results as drift_results
+from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
 from visiontfx.components.evaluator import results
 from visiontfx.components.evaluator.eval_config import ACCURACY_METRIC
 from visiontfx.components.image_example_gen.features import REPORT_FILE
@@ -54,6 +56,8 @@ def build_summary(run: metadata.PipelineRun) -> dict[str, Any]:
     pushed = run.output("Pusher", "pushed_model")
     pushed_destination = metadata.string_property(pushed, "pushed_destination") if pushed else ""
     pushed_ok = bool(pushed and metadata.int_property(pushed, "pushed"))
+    examples = run.output(example_gen, "examples") if example_gen else None
+    drift_uri = run.uri(DRIFT_VALIDATOR_ID, "anomalies")
     return {
         "run_id": run.run_id,
         "components": {node: c.state for node, c in run.components.items()},
@@ -61,6 +65,12 @@ def build_summary(run: metadata.PipelineRun) -> dict[str, Any]:
         "rejected": ingestion.get("rejected"),
         "rejection_reasons": ingestion.get("rejection_reasons", {}),
         "splits": {s: v["total"] for s, v in ingestion.get("splits", {}).items()},
+        "empty_class_folders": ingestion.get("empty_class_folders", []),
+        "spans": ingestion.get("input", {}).get("spans", []),
+        "input_fingerprint": (
+            metadata.string_property(examples, metadata.INPUT_FINGERPRINT_PROPERTY) if examples else ""
+        ),
+        "drift": drift_results.read_drift(drift_uri) if drift_uri else None,
         "anomalies": count_anomalies(run.uri("ExampleValidator", "anomalies")),
         "accuracy": metrics.get(ACCURACY_METRIC),
         "evaluated_examples": metrics.get("example_count"),
@@ -77,6 +87,14 @@ def build_summary(run: metadata.PipelineRun) -> dict[str, Any]:
     }
 
 
+def format_drift(drift: dict[str, Any]) -> str:
+    if not drift["compared"]:
+        return "no baseline yet (nothing trained before this data)"
+    if not drift["exceeded"]:
+        return "within thresholds against the data the last model trained on"
+    return f"beyond threshold: {drift_results.describe(drift)}"
+
+
 def format_summary(summary: dict[str, Any], split_evaluated: str) -> str:
     lines = ["", "visiontfx run summary", "=====================", f"run id:     {summary['run_id']}"]
     states = summary["components"]
@@ -89,6 +107,16 @@ def format_summary(summary: dict[str, Any], split_evaluated: str) -> str:
         )
         for reason, count in list(summary["rejection_reasons"].items())[:5]:
             lines.append(f"            rejected {count}× : {reason}")
+        if summary.get("empty_class_folders"):
+            skipped = ", ".join(summary["empty_class_folders"])
+            lines.append(f"            skipped empty class folder(s): {skipped}")
+    if summary.get("data_change"):
+        spans = ",".join(map(str, summary.get("spans") or []))
+        span_text = f"span {spans}: " if spans and spans != "0" else ""
+        lines.append(f"data:       {span_text}{summary['data_change']}")
+    drift = summary.get("drift")
+    if drift is not None:
+        lines.append(f"drift:      {format_drift(drift)}")
     anomalies = {k: v for k, v in summary["anomalies"].items() if v}
     lines.append(
         "anomalies:  "
@@ -107,7 +135,7 @@ def format_summary(summary: dict[str, Any], split_evaluated: str) -> str:
         )
     lines.append(f"blessed:    {'yes' if summary['blessed'] else 'no'}")
     for failure in summary["validation_failures"]:
-        lines.append(f"            {failure['metric']}: {failure['message']}")
+        lines.append(f"            {failure['message']}")
     lines.append(f"pushed to:  {summary['pushed_to'] or '(not pushed)'}")
     lines.append(f"tensorboard --logdir {summary['tensorboard']}")
     return "\n".join(lines)

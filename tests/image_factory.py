@@ -69,3 +69,23 @@ def write_folder(root: Path, classes: dict[str, dict[str, bytes]]) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
     return root
+
+
+def write_fashion_mnist_folder(root: Path, per_class: dict[int, int], offset: int = 0) -> Path:
+    """A class-folder dataset of real Fashion-MNIST training images (PNG, 28×28).
+
+    ``per_class`` maps a class index to how many images it gets; ``offset``
+    skips that many images of each class, so two calls give disjoint images.
+    """
+    from visiontfx.components.image_example_gen.sources import (
+        FASHION_MNIST_CLASSES,
+        load_fashion_mnist_split,
+    )
+
+    images, labels = load_fashion_mnist_split("", "train")
+    for label, count in per_class.items():
+        folder = root / FASHION_MNIST_CLASSES[label].replace("/", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in np.flatnonzero(labels == label)[offset : offset + count]:
+            Image.fromarray(images[index]).save(folder / f"{index:05d}.png")
+    return root

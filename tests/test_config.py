@@ -119,3 +119,14 @@ def test_cli_reports_config_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Did you mean 'backbone'" in capsys.readouterr().err
     assert main(["config", "training.seed=7"]) == 0
     assert "seed: 7" in capsys.readouterr().out
+
+
+def test_span_window_needs_a_span_pattern() -> None:
+    with pytest.raises(ConfigError, match=r"span_window.*\{SPAN\}"):
+        from_dict({"data": {"source": "folder", "path": "/data/photos", "span_window": 2}})
+    config = from_dict({"data": {"source": "folder", "path": "/data/span-{SPAN}", "span_window": 2}})
+    assert config.data.span_window == 2
+    with pytest.raises(ConfigError, match=r"drift\.action"):
+        from_dict({"drift": {"action": "ignore"}})
+    with pytest.raises(ConfigError, match=r"drift\.label_threshold"):
+        from_dict({"drift": {"label_threshold": 0}})

@@ -26,6 +26,10 @@ EDGES = {
     ("Trainer", "latest_blessed_model_resolver"),  # the candidate is excluded from the baselines
     ("ImportSchemaGen", "Trainer"),
     ("ImportSchemaGen", "Evaluator"),
+    # Drift: this run's statistics against those of the data the last model trained on.
+    ("StatisticsGen", "previous_trained_statistics_resolver"),  # the candidate is excluded
+    ("StatisticsGen", "DistributionValidator"),
+    ("previous_trained_statistics_resolver", "DistributionValidator"),
 }
 
 
@@ -107,3 +111,20 @@ def test_tuning_adds_a_tuner_feeding_the_trainer(tmp_path: Path) -> None:
         from_dict({}), RunLocations(str(tmp_path / "r2"), str(tmp_path / "s2"), str(tmp_path / "m2.sqlite"))
     )
     assert "Tuner" not in {c.id for c in untuned.components}
+
+
+def test_drift_fail_gates_the_trainer_and_off_or_clusters_have_no_drift_nodes(tmp_path: Path) -> None:
+    def ids_and_edges(overrides: dict[str, Any], metadata_path: str | None) -> tuple[set[str], set[Any]]:
+        pipeline = create_pipeline(
+            from_dict({"drift": overrides}),
+            RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), metadata_path),
+        )
+        return {c.id for c in pipeline.components}, _edges(pipeline)
+
+    ids, edges = ids_and_edges({"action": "fail"}, str(tmp_path / "m.sqlite"))
+    assert ("DistributionValidator", "DriftGate") in edges and ("DriftGate", "Trainer") in edges
+    drift_nodes = {"DistributionValidator", "DriftGate", metadata.DRIFT_BASELINE_RESOLVER_ID}
+    ids, _ = ids_and_edges({"action": "off"}, str(tmp_path / "m.sqlite"))
+    assert not ids & drift_nodes
+    ids, _ = ids_and_edges({"action": "fail"}, None)  # Kubeflow/Vertex: no custom resolver there
+    assert not ids & drift_nodes

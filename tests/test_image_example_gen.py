@@ -19,6 +19,7 @@ from visiontfx.components.image_example_gen.executor import (
     Executor,
     IngestionError,
     check_report,
+    failed_report_path,
     summarize,
 )
 from visiontfx.pipeline.config import from_dict
@@ -103,7 +104,7 @@ def test_missing_fashion_mnist_names_the_debian_package(tmp_path: Path) -> None:
 def _run_executor(tmp_path: Path, data_dir: Path, **overrides: Any) -> tuple[Any, dict[str, Any]]:
     config = from_dict({"data": {"source": "folder", "path": str(data_dir), "num_shards": 2, **overrides}})
     examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
+    examples.uri = str(tmp_path / "ImageExampleGen" / "examples" / "7")  # TFX's layout
     try:
         Executor().Do(
             {},
@@ -136,7 +137,11 @@ def test_executor_ingests_awkward_and_reports_broken(tmp_path: Path) -> None:
         },
     )
     examples, report = _run_executor(
-        tmp_path, data, max_rejected_fraction=0.5, splits={"train": 0.6, "eval": 0.2, "test": 0.2}
+        tmp_path,
+        data,
+        max_rejected_fraction=0.5,
+        min_image_side=1,
+        splits={"train": 0.6, "eval": 0.2, "test": 0.2},
     )
     image_files = [
         p
@@ -175,12 +180,51 @@ def test_executor_fails_when_too_many_are_rejected(tmp_path: Path) -> None:
             "b": {f"{i}.jpg": awkward["plain.jpg"] for i in range(10)},
         },
     )
-    with pytest.raises(IngestionError, match=r"above data\.max_rejected_fraction"):
+    with pytest.raises(IngestionError, match=r"above data\.max_rejected_fraction") as failure:
         _run_executor(
             tmp_path, data, max_rejected_fraction=0.1, splits={"train": 0.99, "eval": 0.01, "test": 0.0}
         )
-    # The report is written before failing, so the reasons can be read.
-    assert (tmp_path / "examples" / REPORT_FILE).exists()
+    # TFX deletes the failed output folder: the report is kept beside it, and the error says where.
+    kept = Path(failed_report_path(str(tmp_path / "ImageExampleGen" / "examples" / "7")))
+    assert kept == tmp_path / "ImageExampleGen" / "failed_ingestions" / "7" / REPORT_FILE
+    assert json.loads(kept.read_text())["rejected"] == len(broken)
+    message = str(failure.value)
+    assert f"Ingestion report: {kept}" in message
+    assert "a/empty.png: empty file" in message  # the first rejected files, with their reasons
+
+
+def test_empty_class_folders_are_skipped_and_listed(tmp_path: Path) -> None:
+    awkward = awkward_images()
+    data = write_folder(
+        tmp_path / "data",
+        {name: {f"{i}.jpg": awkward["plain.jpg"] for i in range(8)} for name in ("a", "b")},
+    )
+    (data / "empty_class").mkdir()
+    (data / "only_text").mkdir()
+    (data / "only_text" / "notes.txt").write_text("no image here")
+    examples, report = _run_executor(tmp_path, data, splits={"train": 0.8, "eval": 0.2, "test": 0.0})
+    assert report["class_names"] == ["a", "b"]
+    assert report["empty_class_folders"] == ["empty_class", "only_text"]
+    assert (Path(examples.uri) / LABELS_FILE).read_text().split() == ["a", "b"]
+
+
+def test_images_below_min_image_side_are_rejected_with_that_reason(tmp_path: Path) -> None:
+    awkward = awkward_images()
+    data = write_folder(
+        tmp_path / "data",
+        {"a": {f"{i}.jpg": awkward["plain.jpg"] for i in range(10)} | {"tiny.png": awkward["one_pixel.png"]}},
+    )
+    _, report = _run_executor(
+        tmp_path, data, min_image_side=8, max_rejected_fraction=0.5, splits={"train": 0.9, "eval": 0.1}
+    )
+    assert report["rejections"] == [
+        {
+            "file": "a/tiny.png",
+            "class": "a",
+            "split": report["rejections"][0]["split"],
+            "reason": "image smaller than data.min_image_side=8 (1x1)",
+        }
+    ]
 
 
 def test_check_report_names_empty_classes() -> None:

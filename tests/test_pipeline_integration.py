@@ -24,6 +24,8 @@ DAG_NODES = {
     "Transform",
     "Trainer",
     "latest_blessed_model_resolver",
+    "previous_trained_statistics_resolver",
+    "DistributionValidator",
     "Evaluator",
     "Pusher",
 }
@@ -94,7 +96,7 @@ def test_pushed_model_signatures_agree(tiny_runs: dict[str, Any]) -> None:
 def test_second_run_is_fully_cached(tiny_runs: dict[str, Any]) -> None:
     run = _run(tiny_runs, "second")
     assert run.run_id != tiny_runs["first"]["run_id"]
-    states = {node: c.state for node, c in run.components.items() if node != "latest_blessed_model_resolver"}
+    states = {node: c.state for node, c in run.components.items() if node not in metadata.RESOLVER_IDS}
     assert set(states.values()) == {"CACHED"}, states
     assert tiny_runs["second"]["pushed_to"] == tiny_runs["first"]["pushed_to"]
 

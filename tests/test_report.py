@@ -41,7 +41,7 @@ from visiontfx.components.report.facts import (
 
 SECTIONS = {"data", "training", "evaluation", "lineage"}
 PARTS = {
-    "data": ["class-counts", "samples", "image-sizes", "rejections", "schema-check", "augmentation"],
+    "data": ["class-counts", "samples", "image-sizes", "rejections", "drift", "schema-check", "augmentation"],
     "training": ["training-settings", "curves", "lr-schedule", "lr-finder", "tensorboard"],
     "evaluation": [
         "baselines",
@@ -504,3 +504,39 @@ def test_every_branch_renders_with_hand_made_data() -> None:
     empty_page = Page(empty)
     assert "No training history" in empty_page.text["curves"]
     assert "No predictions" in empty_page.text["misclassified"]
+
+
+def test_drift_part_plots_both_class_distributions_and_flags_the_measure_beyond() -> None:
+    from visiontfx.components.report.builder import render_report
+
+    drift = {
+        "compared": True,
+        "measurements": [
+            {
+                "feature": "label_name",
+                "measure": "l_infty",
+                "value": 0.45,
+                "threshold": 0.1,
+                "exceeded": True,
+            },
+            {
+                "feature": "image/height",
+                "measure": "jensen_shannon_divergence",
+                "value": 0.0,
+                "threshold": 0.2,
+                "exceeded": False,
+            },
+        ],
+        "exceeded": [{"feature": "label_name", "measure": "l_infty", "value": 0.45, "threshold": 0.1}],
+        "current": {"a": 0.8, "b": 0.1, "c": 0.1},
+        "baseline": {"a": 0.34, "b": 0.33, "c": 0.33},
+    }
+    document, figures = render_report(_fake_data(["a", "b", "c"], drift=drift))
+    page = Page(document)
+    assert "1 measure(s) beyond their drift threshold" in page.text["drift"]
+    assert "0.450" in page.text["drift"] and "0.100" in page.text["drift"]
+    assert any("label-drift" in figure.file_name for figure in figures)
+    first_span, _ = render_report(_fake_data(["a", "b", "c"], drift={**drift, "compared": False}))
+    assert "No baseline yet" in Page(first_span).text["drift"]
+    unchecked, _ = render_report(_fake_data(["a", "b", "c"]))
+    assert "No drift check" in Page(unchecked).text["drift"]

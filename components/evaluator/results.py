@@ -56,17 +56,38 @@ def is_blessed(blessing_uri: str) -> bool:
     return tf.io.gfile.exists(os.path.join(blessing_uri, "BLESSED"))
 
 
+def describe_failure(metric: str, value: float, threshold: float, is_change: bool) -> str:
+    """A failed threshold in words: metric, value and threshold (TFMA's message is often empty)."""
+    if is_change:
+        return (
+            f"{metric} changed by {value:+.4f} against the previously blessed model; "
+            f"the allowed drop is {threshold:.4f} (evaluation.max_accuracy_drop)"
+        )
+    return f"{metric} = {value:.4f}, below the threshold {threshold:.4f} (evaluation.min_accuracy)"
+
+
 def validation_failures(evaluation_uri: str) -> list[dict[str, Any]]:
-    """Why a model was not blessed (empty when it was)."""
+    """Why a model was not blessed (empty when it was): metric, value, threshold and a sentence."""
     result = tfma.load_validation_result(evaluation_uri)
     failures = []
     for metrics_validation in result.metric_validations_per_slice:
         for failure in metrics_validation.failures:
+            value = failure.metric_value.double_value.value
+            is_change = failure.metric_key.is_diff
+            thresholds = failure.metric_threshold
+            threshold = (
+                thresholds.change_threshold.absolute.value
+                if is_change
+                else thresholds.value_threshold.lower_bound.value
+            )
             failures.append(
                 {
                     "metric": failure.metric_key.name,
-                    "value": failure.metric_value.double_value.value,
-                    "message": failure.message,
+                    "value": value,
+                    "threshold": threshold,
+                    "kind": "change" if is_change else "value",
+                    "message": failure.message
+                    or describe_failure(failure.metric_key.name, value, abs(threshold), is_change),
                 }
             )
     return failures

@@ -14,6 +14,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from visiontfx.components.image_example_gen.driver import Driver
 from visiontfx.components.image_example_gen.executor import EXAMPLES_KEY, Executor
 
 
@@ -23,7 +24,7 @@ class ImageExampleGenSpec(types.ComponentSpec):
     PARAMETERS = {
         "source": ExecutionParameter(type=str),
         "input_base": ExecutionParameter(type=str),
-        # JSON: splits, caps, shards, tfds_name, rejection threshold, max side.
+        # JSON: splits, caps, shards, tfds_name, rejection threshold, image sides, span window.
         "options": ExecutionParameter(type=str),
     }
     INPUTS: dict[str, ChannelParameter] = {}
@@ -31,9 +32,14 @@ class ImageExampleGenSpec(types.ComponentSpec):
 
 
 class ImageExampleGen(base_beam_component.BaseBeamComponent):
-    """Reads images into GZIP TFRecord shards of tf.train.Examples, with a rejection report."""
+    """Reads images into GZIP TFRecord shards of tf.train.Examples, with a rejection report.
+
+    Its driver resolves spans and fingerprints the input (see spans.py), so a
+    re-run ingests again exactly when the data changed.
+    """
 
     SPEC_CLASS = ImageExampleGenSpec
+    DRIVER_CLASS = Driver
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, source: str, input_base: Any, options: Mapping[str, Any]) -> None:

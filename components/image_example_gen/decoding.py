@@ -73,11 +73,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def ingest_image_bytes(data: bytes, max_side: int = 8192) -> IngestedImage:
+def ingest_image_bytes(data: bytes, max_side: int = 8192, min_side: int = 1) -> IngestedImage:
     """Checks one encoded image and returns what is stored for it.
 
-    Raises ImageRejected when the bytes are empty, not an image, truncated or
-    of zero size.
+    Raises ImageRejected when the bytes are empty, not an image, truncated, or
+    smaller than ``min_side`` (``data.min_image_side``) on a side. Larger than
+    ``max_side`` is shrunk, not rejected.
     """
     if not data:
         raise ImageRejected("empty file")
@@ -102,6 +103,8 @@ def ingest_image_bytes(data: bytes, max_side: int = 8192) -> IngestedImage:
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageRejected(f"image has no pixels ({width}x{height})")
+    if min(width, height) < min_side:
+        raise ImageRejected(f"image smaller than data.min_image_side={min_side} ({width}x{height})")
 
     too_large = max(width, height) > max_side
     plain_jpeg = source_format == "JPEG" and image.mode in ("RGB", "L")

@@ -2,17 +2,21 @@
 
 Besides the split folders (``Split-train`` …) the output artifact holds
 ``labels.txt`` (the class vocabulary, line i = label i) and
-``ingestion_report.json`` (counts per split and class, conversions, and every
-rejected file with its reason). The report is written before any failure is
-raised, so a failed run can still be read.
+``ingestion_report.json`` (counts per split and class, conversions, the spans
+and input fingerprint, empty class folders, and every rejected file with its
+reason). TFX deletes a failed component's output folder, so when the result is
+unusable the report is also written beside it (:func:`failed_report_path`) and
+the error names that path and the first rejected files.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
-from typing import Any, Iterable, Iterator, Mapping
+import sys
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -23,7 +27,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-from visiontfx.components.image_example_gen import sources
+from visiontfx.components.image_example_gen import sources, spans
 from visiontfx.components.image_example_gen.decoding import (
     ImageRejected,
     encode_array_as_png,
@@ -40,14 +44,30 @@ from visiontfx.components.image_example_gen.features import (
     REPORT_FILE,
     WIDTH_KEY,
 )
+from visiontfx.contracts.failures import DataError
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 CHUNK_SIZE = 500
 EXAMPLES_FILE_PREFIX = "data_tfrecord"  # the name TFX's own ExampleGens use
 
 
-class IngestionError(RuntimeError):
+FAILED_REPORTS_DIR = "failed_ingestions"
+REJECTIONS_IN_ERROR = 5  # rejected files named in the error message
+
+
+class IngestionError(DataError):
     """Ingestion finished but the result is unusable (see the report)."""
+
+
+def failed_report_path(examples_uri: str) -> str:
+    """Where a failed ingestion's report is kept: beside the output folder TFX deletes.
+
+    ``<pipeline root>/ImageExampleGen/examples/<execution id>`` →
+    ``<pipeline root>/ImageExampleGen/failed_ingestions/<execution id>/ingestion_report.json``.
+    """
+    uri = examples_uri.rstrip("/")
+    component_dir = os.path.dirname(os.path.dirname(uri))
+    return os.path.join(component_dir, FAILED_REPORTS_DIR, os.path.basename(uri), REPORT_FILE)
 
 
 def make_example(entry: sources.Entry, image: Any, class_names: list[str]) -> tf.train.Example:
@@ -77,10 +97,13 @@ class _IngestChunk(beam.DoFn):
 
     REJECTED = "rejected"
 
-    def __init__(self, spec: sources.SourceSpec, class_names: list[str], max_side: int) -> None:
+    def __init__(
+        self, spec: sources.SourceSpec, class_names: list[str], max_side: int, min_side: int
+    ) -> None:
         self._spec = spec
         self._class_names = class_names
         self._max_side = max_side
+        self._min_side = min_side
         self._ingested = beam.metrics.Metrics.counter("ImageExampleGen", "ingested")
         self._rejected = beam.metrics.Metrics.counter("ImageExampleGen", "rejected")
 
@@ -93,7 +116,7 @@ class _IngestChunk(beam.DoFn):
                     raise ImageRejected(f"unreadable file: {payload}")
                 if isinstance(payload, np.ndarray):
                     payload = encode_array_as_png(payload)
-                image = ingest_image_bytes(payload, self._max_side)
+                image = ingest_image_bytes(payload, self._max_side, self._min_side)
             except ImageRejected as reason:
                 self._rejected.inc()
                 yield beam.pvalue.TaggedOutput(
@@ -127,6 +150,7 @@ def summarize(
     rejections: list[dict[str, str]],
     class_names: list[str],
     ignored: list[str],
+    empty_classes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Builds the ingestion report from per-image summaries (pure; unit-tested)."""
     per_split: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -153,6 +177,7 @@ def summarize(
         "rejections": sorted(rejections, key=lambda r: r["file"]),
         "rejection_reasons": dict(collections.Counter(r["reason"] for r in rejections).most_common()),
         "ignored_non_image_files": sorted(ignored),
+        "empty_class_folders": sorted(empty_classes),
     }
 
 
@@ -164,8 +189,8 @@ def check_report(report: Mapping[str, Any], max_rejected_fraction: float) -> Non
     empty = [name for name in report["class_names"] if not train.get(name)]
     if empty:
         raise IngestionError(
-            f"Class(es) with no usable training image: {', '.join(empty)}. "
-            "Add images, fix the rejected ones, or remove the class folder."
+            f"Class(es) with no usable training image (all their files rejected or in other splits): "
+            f"{', '.join(empty)}. Add images, fix the rejected ones, or remove the class folder."
         )
     if report["rejected_fraction"] > max_rejected_fraction:
         raise IngestionError(
@@ -199,8 +224,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             use_source_test=options["use_source_test_split"],
             caps=options.get("caps", {}),
         )
-        class_names, entries, ignored = sources.list_source(spec)
-        planned = sources.plan_splits(entries, plan)
+        resolved = spans.resolve_exec_properties(exec_properties)
+        # Keys (which decide the split by hash) carry the span, so the same
+        # relative path in two spans stays two images.
+        prefixes = [f"span-{s}/" for s in resolved.spans] if spans.has_span_pattern(spec.path) else []
+        listing = sources.list_source(spec, resolved.paths if spec.kind == "folder" else (), prefixes)
+        class_names = listing.class_names
+        for name in listing.empty_classes:
+            print(f"ImageExampleGen: warning: class folder '{name}' has no image; skipped", file=sys.stderr)
+        planned = sources.plan_splits(listing.entries, plan)
         ordered = sorted(
             ((entry, split) for split, items in planned.items() for entry in items),
             key=lambda pair: (pair[0].source_split, pair[0].locator, pair[0].key),
@@ -214,6 +246,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.set_string_custom_property(
             example_gen_utils.PAYLOAD_FORMAT_PROPERTY_NAME, "FORMAT_TF_EXAMPLE"
         )
+        # What the driver sets when it ran (TFX's names), set here too for runners without it.
+        examples.span = resolved.span
+        if resolved.version is not None:
+            examples.version = resolved.version
+        examples.set_string_custom_property(spans.FINGERPRINT_PROPERTY, resolved.fingerprint)
         scratch = os.path.join(examples.uri, ".scratch")
         summaries_prefix = os.path.join(scratch, "summaries")
         rejections_prefix = os.path.join(scratch, "rejections")
@@ -225,9 +262,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     pipeline
                     | "Chunks" >> beam.Create(chunks, reshuffle=True)
                     | "Ingest"
-                    >> beam.ParDo(_IngestChunk(spec, class_names, options["max_image_side"])).with_outputs(
-                        _IngestChunk.REJECTED, main="examples"
-                    )
+                    >> beam.ParDo(
+                        _IngestChunk(
+                            spec, class_names, options["max_image_side"], options.get("min_image_side", 1)
+                        )
+                    ).with_outputs(_IngestChunk.REJECTED, main="examples")
                 )
                 for split in split_names:
                     (
@@ -261,14 +300,30 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         summaries = [tuple(json.loads(line)) for line in _read_lines(summaries_prefix)]
         rejections = [json.loads(line) for line in _read_lines(rejections_prefix)]
-        report = summarize(summaries, rejections, class_names, ignored)
+        report = summarize(summaries, rejections, class_names, listing.ignored, listing.empty_classes)
+        report["input"] = dataclasses.asdict(resolved)
         io_utils.write_string_file(os.path.join(examples.uri, LABELS_FILE), "\n".join(class_names) + "\n")
         io_utils.write_string_file(os.path.join(examples.uri, REPORT_FILE), json.dumps(report, indent=2))
         tf.io.gfile.rmtree(scratch)
         examples.set_int_custom_property("ingested", report["ingested"])
         examples.set_int_custom_property("rejected", report["rejected"])
         examples.set_int_custom_property("num_classes", len(class_names))
-        check_report(report, options["max_rejected_fraction"])
+        try:
+            check_report(report, options["max_rejected_fraction"])
+        except IngestionError as error:
+            raise IngestionError(f"{error}\n{keep_failed_report(report, examples.uri)}") from None
+
+
+def keep_failed_report(report: Mapping[str, Any], examples_uri: str) -> str:
+    """Writes the report where TFX will not delete it; returns the lines the error adds."""
+    path = failed_report_path(examples_uri)
+    io_utils.write_string_file(path, json.dumps(report, indent=2))
+    lines = [f"Ingestion report: {path}"]
+    shown = report["rejections"][:REJECTIONS_IN_ERROR]
+    if shown:
+        lines.append(f"First rejected files ({len(shown)} of {report['rejected']}):")
+        lines.extend(f"  {r['file']}: {r['reason']}" for r in shown)
+    return "\n".join(lines)
 
 
 def _read_lines(prefix: str) -> list[str]:

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from visiontfx.components.image_example_gen.decoding import has_image_extension
+from visiontfx.contracts.failures import DataError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -39,10 +40,11 @@ _FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+FASHION_MNIST_FILE_NAMES = tuple(name for pair in _FASHION_MNIST_FILES.values() for name in pair)
 SPLIT_NAMES = ("train", "eval", "test")
 
 
-class SourceError(ValueError):
+class SourceError(DataError, ValueError):
     """The configured image source is missing or unusable."""
 
 
@@ -114,13 +116,18 @@ def plan_splits(entries: Sequence[Entry], plan: SplitPlan) -> dict[str, list[Ent
 # Sources
 
 
-def list_image_folder(root: str) -> tuple[list[str], list[Entry], list[str]]:
-    """Lists a folder with one sub-folder per class (local or any tf.io.gfile URI, e.g. gs://).
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """What a source holds, before any image is read."""
 
-    Returns (class names sorted, entries, ignored non-image files). Hidden
-    files and folders are skipped; extensions match in any case.
-    """
-    base = str(root).rstrip("/")
+    class_names: list[str]
+    entries: list[Entry]
+    ignored: list[str] = dataclasses.field(default_factory=list)  # non-image files
+    empty_classes: list[str] = dataclasses.field(default_factory=list)  # class folders without images
+
+
+def _list_one_folder(base: str, key_prefix: str) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
+    """Class name → [(key, path)] of one folder, and its ignored non-image files."""
     if not tf.io.gfile.isdir(base):
         raise SourceError(f"Image folder not found: {base}")
     classes = sorted(
@@ -130,9 +137,10 @@ def list_image_folder(root: str) -> tuple[list[str], list[Entry], list[str]]:
     )
     if not classes:
         raise SourceError(f"{base} has no class sub-folders (expected <root>/<class>/<image>).")
-    entries: list[Entry] = []
+    images: dict[str, list[tuple[str, str]]] = {}
     ignored: list[str] = []
-    for label, name in enumerate(classes):
+    for name in classes:
+        images[name] = []
         for directory, subdirs, files in tf.io.gfile.walk(posixpath.join(base, name)):
             subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
             if any(part.startswith(".") for part in directory[len(base) :].split("/")):
@@ -141,13 +149,48 @@ def list_image_folder(root: str) -> tuple[list[str], list[Entry], list[str]]:
                 if file_name.startswith("."):
                     continue
                 path = posixpath.join(directory, file_name)
-                relative = path[len(base) + 1 :]
+                relative = key_prefix + path[len(base) + 1 :]
                 if has_image_extension(file_name):
-                    entries.append(Entry(key=relative, label=label, locator=path))
+                    images[name].append((relative, path))
                 else:
                     ignored.append(relative)
+    return images, ignored
+
+
+def list_image_folders(roots: Sequence[str], key_prefixes: Sequence[str] = ("",)) -> Listing:
+    """Lists folders with one sub-folder per class (local or any tf.io.gfile URI, e.g. gs://).
+
+    Several roots (the spans of a rolling window) share one vocabulary: the
+    union of their class folders. A class folder without any image file is left
+    out of the vocabulary and reported (``empty_classes``), not an error. Hidden
+    files and folders are skipped; extensions match in any case.
+    """
+    per_class: dict[str, list[tuple[str, str]]] = {}
+    ignored: list[str] = []
+    for root, prefix in zip(roots, key_prefixes, strict=True):
+        images, root_ignored = _list_one_folder(str(root).rstrip("/"), prefix)
+        ignored.extend(root_ignored)
+        for name, found in images.items():
+            per_class.setdefault(name, []).extend(found)
+    classes = sorted(name for name, found in per_class.items() if found)
+    empty = sorted(name for name, found in per_class.items() if not found)
+    if not classes:
+        raise SourceError(
+            f"{', '.join(roots)}: every class folder is empty ({', '.join(empty)}); add images."
+        )
+    entries = [
+        Entry(key=key, label=label, locator=path)
+        for label, name in enumerate(classes)
+        for key, path in per_class[name]
+    ]
     entries.sort(key=lambda e: e.key)
-    return classes, entries, sorted(ignored)
+    return Listing(classes, entries, sorted(ignored), empty)
+
+
+def list_image_folder(root: str) -> tuple[list[str], list[Entry], list[str]]:
+    """(class names, entries, ignored files) of one folder (see :func:`list_image_folders`)."""
+    listing = list_image_folders([root])
+    return listing.class_names, listing.entries, listing.ignored
 
 
 def _read_idx(path: str) -> np.ndarray:
@@ -251,16 +294,14 @@ class SourceSpec:
     tfds_name: str = ""
 
 
-def list_source(spec: SourceSpec) -> tuple[list[str], list[Entry], list[str]]:
-    """(class names, entries, ignored files) of a source."""
+def list_source(spec: SourceSpec, roots: Sequence[str] = (), key_prefixes: Sequence[str] = ()) -> Listing:
+    """What a source holds; a folder source may list several ``roots`` (spans) with key prefixes."""
     if spec.kind == "folder":
-        return list_image_folder(spec.path)
+        return list_image_folders(list(roots) or [spec.path], list(key_prefixes) or [""] * max(1, len(roots)))
     if spec.kind == "fashion_mnist":
-        classes, entries = list_fashion_mnist(spec.path)
-        return classes, entries, []
+        return Listing(*list_fashion_mnist(spec.path))
     if spec.kind == "tfds":
-        classes, entries = list_tfds(spec.tfds_name, spec.path)
-        return classes, entries, []
+        return Listing(*list_tfds(spec.tfds_name, spec.path))
     raise SourceError(f"Unknown image source '{spec.kind}' (folder, fashion_mnist, tfds)")
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from visiontfx.components.drift import results as drift_results
+from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
 from visiontfx.components.evaluator import results
 from visiontfx.components.evaluator.eval_config import ACCURACY_METRIC
 from visiontfx.components.image_example_gen.features import (
@@ -340,8 +342,24 @@ def collect(
         split_size=sum(split_counts.get(evaluated_split, [])) or eval_scan.count,
         components=components,
         lineage=artifacts,
+        drift=drift_facts(run, facts["drift"]),
     )
     return data, run
+
+
+def drift_facts(run: metadata.PipelineRun, drift: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The drift measurements plus both class distributions (the DistributionValidator's inputs)."""
+    validator = run.components.get(DRIFT_VALIDATOR_ID)
+    if drift is None or validator is None:
+        return drift
+    shares = {
+        key: drift_results.label_distribution(artifacts[0].uri) if artifacts else {}
+        for key, artifacts in (
+            ("current", validator.inputs.get("statistics", [])),
+            ("baseline", validator.inputs.get("baseline_statistics", [])),
+        )
+    }
+    return {**drift, **shares}
 
 
 def class_counts(

@@ -121,3 +121,7 @@ class ReportData:
     # Lineage
     components: list[ComponentRow]
     lineage: list[LineageRow]
+
+    # Drift against the previously trained data (components/drift/results.py), with the
+    # class shares "current"/"baseline"; None when no drift check ran.
+    drift: dict[str, Any] | None = None

@@ -384,3 +384,23 @@ def accuracy_bars(entries: Sequence[tuple[str, float]], highlight: str) -> bytes
         axis.spines[["top", "right"]].set_visible(False)
         figure.tight_layout()
         return to_png(figure)
+
+
+def label_distributions(current: Mapping[str, float], baseline: Mapping[str, float]) -> bytes:
+    """Grouped bars: each class's share of the training images, this data next to the baseline's."""
+    names = sorted(set(current) | set(baseline))
+    with plt.rc_context(STYLE):
+        figure, axis = _figure(max(6.0, 0.6 * len(names) + 2), 3.6)
+        positions = np.arange(len(names))
+        width = 0.4
+        before = [baseline.get(n, 0.0) for n in names]
+        after = [current.get(n, 0.0) for n in names]
+        axis.bar(positions - width / 2, before, width, label="previously trained", color="#8c959f")
+        axis.bar(positions + width / 2, after, width, label="this run", color="#0969da")
+        axis.set_xticks(positions, [_plain(n) for n in names], rotation=30, ha="right")
+        axis.yaxis.set_major_formatter(PercentFormatter(1.0))
+        axis.set_title("Class distribution of the training split")
+        axis.legend(frameon=False)
+        axis.spines[["top", "right"]].set_visible(False)
+        figure.tight_layout()
+        return to_png(figure)

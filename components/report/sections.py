@@ -12,6 +12,7 @@ import random
 from typing import Any, Sequence
 
 from visiontfx.components.report import plots
+from visiontfx.components.report.drift_part import drift_part
 from visiontfx.components.report.facts import LR_FINDER_FILE, LabeledImage, Prediction, ReportData
 from visiontfx.components.report.page import (
     Figures,
@@ -156,6 +157,7 @@ def data_section(data: ReportData, figures: Figures) -> Section:
             subsection("samples", "Samples per class", *samples_part(data, figures)),
             subsection("image-sizes", "Image sizes", *image_sizes_part(data, figures)),
             subsection("rejections", "Rejected files", *rejections_part(data)),
+            subsection("drift", "Drift against the previously trained data", *drift_part(data, figures)),
             subsection("schema-check", "Schema check", schema_check_part(data)),
             subsection("augmentation", "Augmentation preview", *augmentation_part(data, figures)),
         ],

@@ -1,0 +1,1 @@
+"""Drift between spans: TFX's DistributionValidator, its baseline and a gate that can stop the run."""
