@@ -350,7 +350,9 @@ def test_executor_pushes_only_blessed_models(tiny_models: list[str], tmp_path: P
 def live(tiny_models: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     serving_dir = tmp_path_factory.mktemp("live")
     first = push(tiny_models[0], serving_dir, warmup=IMAGES[:1], keep_versions=2, canary=True)
-    server = start_local_server(serving_dir)
+    # As `visiontfx serve` and the cluster run TF Serving: a model's first push labels a
+    # version still loading, which TF Serving accepts for new labels with this flag only.
+    server = start_local_server(serving_dir, allow_version_labels_for_unavailable_models=True)
     yield {"server": server, "dir": serving_dir, "first": first}
     server.stop()
 

@@ -250,9 +250,13 @@ def test_a_version_still_missing_saved_model_after_the_retries_ends_in_error(
 ) -> None:
     serving = tmp_path / "serving"
     _copy_version(tiny_models[0], serving / MODEL_NAME, 1)
-    (serving / MODEL_NAME / "2").mkdir()
     server = server_factory(serving, model_name=MODEL_NAME, **FAST_RETRIES)
+    assert server.manager.available(MODEL_NAME) == [1]
+    (serving / MODEL_NAME / "2").mkdir()
     wait_for(lambda: server.manager.state(MODEL_NAME, 2) == "END", what="the retries to run out")
+    answer = rest(server.rest_port, "GET", f"/v1/models/{MODEL_NAME}/versions/2")[1]
+    status = answer["model_version_status"][0]
+    assert status["state"] == "END" and "no saved_model.pb" in status["status"]["error_message"]
     assert server.manager.available(MODEL_NAME) == [1]
 
 
@@ -291,7 +295,7 @@ def test_promote_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         promote(str(tmp_path), MODEL_NAME, "stable", None, lambda version: "AVAILABLE")
     serving = _promotable(tmp_path, [5, 7], {"stable": 5})
     before = (serving / sc.MODELS_CONFIG).read_text()
-    with pytest.raises(PromoteError, match=rf"Model 'other' is not in .*\['{MODEL_NAME}'\]"):
+    with pytest.raises(PromoteError, match=rf"Model 'other' is not in .*\['{MODEL_NAME}'\]: push it first"):
         promote(str(serving), "other", "stable", None, lambda version: "AVAILABLE")
     with pytest.raises(PromoteError, match=r"Version 6 is not under .*\[5, 7\]"):
         promote(str(serving), MODEL_NAME, "stable", 6, lambda version: "AVAILABLE")
@@ -306,13 +310,15 @@ def test_promote_command_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     from visiontfx.tools.serving import promote as promote_module
 
-    serving = _promotable(tmp_path, [5, 7], {"stable": 5})
     parser = argparse.ArgumentParser()
     promote_module.add_arguments(parser)
     states = {"state": "LOADING"}
     monkeypatch.setattr(promote_module, "rest_version_state", lambda server, model: lambda v: states["state"])
+    serving = tmp_path / "serving"
     common = ["--serving-dir", str(serving), "--model-name", MODEL_NAME]
     run = lambda *extra: promote_module.main(parser.parse_args([*common, *extra]))  # noqa: E731
+    assert (run(), run("--pending-ok")) == (2, 0)  # nothing pushed yet
+    _promotable(tmp_path, [5, 7], {"stable": 5})
     assert run() == promote_module.EXIT_NOT_AVAILABLE
     assert run("--pending-ok") == 0
     states["state"] = "END"

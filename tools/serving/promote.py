@@ -8,7 +8,9 @@ with the label moved; TF Serving (and ``visiontfx serve``) re-read it on their
 next config poll.
 
 Exit codes: 0 moved (or already there), 3 the version is not AVAILABLE (yet: try
-again later, or ``--wait``), 2 a usage or configuration error.
+again later, or ``--wait``), 2 nothing pushed yet or a usage error. With
+``--pending-ok`` (the scheduled promoter), "nothing pushed yet" and "still
+loading" exit 0; a version that failed to load still exits 3.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ EXIT_NOT_AVAILABLE = 3
 
 class PromoteError(RuntimeError):
     """The label cannot move (no config, unknown model or version)."""
+
+
+class NothingPushedError(PromoteError):
+    """No models.config, no such model in it, or no version yet: nothing was pushed."""
 
 
 class NotAvailableError(PromoteError):
@@ -71,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pending-ok",
         action="store_true",
-        help="exit 0 while the version is still loading (scheduled promoters); a failed load still exits 3",
+        help="exit 0 while nothing is pushed or the version still loads (scheduled runs); failed: 3",
     )
 
 
@@ -112,11 +118,11 @@ def promote(
     path = os.path.join(serving_dir, serving_config.MODELS_CONFIG)
     config = serving_config.read_models_config(path)
     if config is None:
-        raise PromoteError(f"No {path}: push a model first (the Pusher writes it).")
+        raise NothingPushedError(f"No {path}: push a model first (the Pusher writes it).")
     entry = serving_config.find_model(config, model)
     if entry is None:
         names = [known.name for known in config.model_config_list.config]
-        raise PromoteError(f"Model {model!r} is not in {path} (models: {names}); set --model-name.")
+        raise NothingPushedError(f"Model {model!r} is not in {path} (models: {names}): push it first.")
     on_disk = (
         serving_config.integer_versions(gfile.listdir(entry.base_path))
         if gfile.isdir(entry.base_path)
@@ -124,7 +130,7 @@ def promote(
     )
     if version is None:
         if not on_disk:
-            raise PromoteError(f"No versions under {entry.base_path}: push a model first.")
+            raise NothingPushedError(f"No versions under {entry.base_path}: push a model first.")
         version = on_disk[-1]
     elif version not in on_disk:
         raise PromoteError(f"Version {version} is not under {entry.base_path} (versions: {on_disk}).")
@@ -162,6 +168,9 @@ def main(args: argparse.Namespace) -> int:
     except NotAvailableError as error:
         print(f"visiontfx promote: {error}", file=sys.stderr)
         return 0 if args.pending_ok and not error.failed else EXIT_NOT_AVAILABLE
+    except NothingPushedError as error:
+        print(f"visiontfx promote: {error}", file=sys.stderr)
+        return 0 if args.pending_ok else 2
     except PromoteError as error:
         print(f"visiontfx promote: {error}", file=sys.stderr)
         return 2
