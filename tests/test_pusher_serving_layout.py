@@ -425,7 +425,7 @@ def test_a_second_model_with_a_specific_policy_appears(tiny_models: list[str], l
     (first,) = [v for v in sc.integer_versions(os.listdir(live["dir"] / "other")) if v != newest]
 
     def served_versions() -> list[int]:
-        return [version for version, state in _states(port, "other").items() if state == "AVAILABLE"]
+        return sorted(version for version, state in _states(port, "other").items() if state == "AVAILABLE")
 
     # "specific" loads the labelled versions (stable: the first push's) and the newest.
     wait_for(

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 import pytest
 import serving_fixtures
-from serving_fixtures import MODEL_NAME, b64, in_process, push, rest, sample_images, wait_for
+from serving_fixtures import (
+    MODEL_NAME,
+    b64,
+    in_process,
+    push,
+    rest,
+    sample_images,
+    start_local_server,
+    wait_for,
+)
 
 from visiontfx.components.pusher import serving_config as sc
 
@@ -184,6 +193,11 @@ def test_a_first_config_labelling_a_version_that_did_not_load_stops_the_start(
     server = LocalModelServer(ServerOptions(serving_dir=str(serving), rest_port=0, grpc_port=0))
     with pytest.raises(ConfigError, match=f"label 'stable' to version {v1 + 1}.*not currently available"):
         server.start()
+    lenient = start_local_server(serving, allow_version_labels_for_unavailable_models=True)
+    try:  # the flag lets TF Serving start with it
+        assert lenient.manager.labels(MODEL_NAME) == {"stable": v1 + 1}
+    finally:
+        lenient.stop()
 
 
 def test_relative_base_paths_are_refused(tiny_models: list[str], tmp_path: Path, server_factory: Any) -> None:
@@ -295,7 +309,7 @@ def test_promote_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         promote(str(tmp_path), MODEL_NAME, "stable", None, lambda version: "AVAILABLE")
     serving = _promotable(tmp_path, [5, 7], {"stable": 5})
     before = (serving / sc.MODELS_CONFIG).read_text()
-    with pytest.raises(PromoteError, match=rf"Model 'other' is not in .*\['{MODEL_NAME}'\]: push it first"):
+    with pytest.raises(PromoteError, match=rf"Model 'other' is not in .*\['{MODEL_NAME}'\]\): push it first"):
         promote(str(serving), "other", "stable", None, lambda version: "AVAILABLE")
     with pytest.raises(PromoteError, match=r"Version 6 is not under .*\[5, 7\]"):
         promote(str(serving), MODEL_NAME, "stable", 6, lambda version: "AVAILABLE")

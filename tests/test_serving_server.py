@@ -293,6 +293,8 @@ BAD_REST = [
     ("number of 5,000 digits", "POST", PREDICT, b'{"instances": [' + b"9" * 5000 + b"]}", 400,
      "JSON Parse error"),
     ("truncated document", "POST", PREDICT, b'{"instances": [{"b64": "aGk=', 400, "JSON Parse error"),
+    ("example integer beyond int64", "POST", CLASSIFY,
+     {"signature_name": "classification", "examples": [{"x": 2**70}]}, 400, "out of range for int64_list"),
 ]  # fmt: skip
 
 
@@ -308,6 +310,19 @@ def test_bad_rest_request_then_good_one(
     assert (got_status, set(answer)) == (status, {"error"}), answer
     assert message in answer["error"]
     _good_rest(served)
+
+
+def test_json_values_out_of_range_are_invalid_arguments() -> None:
+    import tensorflow as tf
+
+    from visiontfx.tools.serving.errors import ServingError
+    from visiontfx.tools.serving.json_codec import json_to_array
+
+    assert json_to_array([[1, 2**62]], tf.int64).tolist() == [[1, 2**62]]
+    for value, dtype in (([2**70], tf.int64), ([2**40], tf.int32), ([-1], tf.uint8)):
+        with pytest.raises(ServingError, match="out of range") as refused:
+            json_to_array(value, dtype)
+        assert refused.value.http_status == 400
 
 
 def test_random_and_mutated_bodies_answer_4xx_and_the_server_keeps_serving(served: dict[str, Any]) -> None:

@@ -42,9 +42,11 @@ def _json_leaf(value: Any, dtype: tf.DType) -> Any:
     elif isinstance(value, bool):
         if dtype == tf.bool:
             return value
-    elif (dtype.is_integer and isinstance(value, int)) or (
-        dtype.is_floating and isinstance(value, (int, float))
-    ):
+    elif dtype.is_integer and isinstance(value, int):
+        if not dtype.min <= value <= dtype.max:  # numpy would wrap it around silently
+            raise invalid(f"JSON Value: {value} is out of range for {dtype.name}")
+        return value
+    elif dtype.is_floating and isinstance(value, (int, float)):
         return value
     raise invalid(
         f"JSON Value: {json.dumps(value)} Type: {_json_type(value)} is not of expected type: {dtype.name}"
@@ -205,7 +207,10 @@ def json_example(value: Any, where: str) -> bytes:
                 raise invalid(f"Feature: {name} has element with unexpected JSON type: {_json_type(item)}")
             if feature.WhichOneof("kind") not in (None, kind):
                 raise invalid(f"Unexpected element type in feature: {name} in {where}")
-            getattr(feature, kind).value.append(item)
+            try:
+                getattr(feature, kind).value.append(item)
+            except (ValueError, OverflowError):  # an integer beyond int64
+                raise invalid(f"Feature: {name} has a value out of range for {kind} in {where}") from None
     return example.SerializeToString()
 
 

@@ -15,7 +15,7 @@ The rules mirrored here (tensorflow_serving/core and model_servers/server_core):
   and then nothing of it applies — not even new versions of a ``specific``
   policy; the previous config keeps serving and the reload is retried;
 - on the first config, versions load before labels are checked, and a label on
-  a version that did not load stops the start-up;
+  a version that did not load stops the start-up (unless the flag allows it);
 - status requests ignore labels.
 """
 
@@ -157,9 +157,9 @@ class ModelManager:
         self._applied = sources
         for source in sources:
             self._reconcile(source)
-        # TF Serving waits for the first load to finish, then assigns the labels.
+        # TF Serving waits for the first load to finish, then assigns the labels (all new).
         for source in sources:
-            self._check_labels(source, allow_new=False)
+            self._check_labels(source, allow_new=self.policy.allow_version_labels_for_unavailable_models)
         self._set_labels(sources)
 
     def _apply_reload(self, sources: list[ModelSource]) -> None:

@@ -7,9 +7,10 @@ directory the Pusher writes, the way TF Serving would:
   (``<serving_dir>/models.config`` when present), else one model under
   ``<serving_dir>/<model_name>`` with TF Serving's default policy (latest 1);
 - a poller picks up new version directories and config changes without a
-  restart: new versions are loaded (and warmed up from
-  ``assets.extra/tf_serving_warmup_requests``) before old ones are unloaded,
-  and a label moves only once its new version is AVAILABLE;
+  restart, under TF Serving's rules (``manager.py``): new versions are loaded
+  (and warmed up from ``assets.extra/tf_serving_warmup_requests``) before old
+  ones are unloaded, and a reload that would move a label onto a version that
+  is not AVAILABLE is refused as a whole;
 - REST: ``GET /v1/models/<m>[/versions/<v>|/labels/<l>][/metadata]``,
   ``POST .../<m>[...]:predict`` (``instances`` or ``inputs``, ``{"b64": ...}``
   for strings) and ``:classify`` (``examples``, optional ``context``);
@@ -21,6 +22,10 @@ directory the Pusher writes, the way TF Serving would:
 
 It is a stand-in for development and tests, not a replacement: no
 server-side batching, one Python process.
+
+Rooms: ``servable.py`` (one loaded version), ``manager.py`` (versions, policies,
+labels), ``json_codec.py`` (JSON ⇄ tensors), ``rest.py`` and ``grpc_api.py``
+(the two front ends), ``metrics.py``, and this file (options, the process).
 """
 
 from __future__ import annotations
