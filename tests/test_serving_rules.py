@@ -162,6 +162,11 @@ def test_a_label_move_to_a_version_not_available_is_refused_as_a_whole(
     _write_config(serving, one_step)
     wait_for(lambda: server.manager.labels(MODEL_NAME) == {"stable": v2}, what="the label to move")
     wait_for(lambda: server.manager.available(MODEL_NAME) == [v2], what="version 1 to unload")
+    # A version that left the policy and comes back is loaded again.
+    both = sc.model_config(MODEL_NAME, str(base), [v1, v2], {"stable": v2}, "specific")
+    both.model_version_policy.specific.versions.insert(0, v1)
+    _write_config(serving, both)
+    wait_for(lambda: server.manager.available(MODEL_NAME) == [v1, v2], what="version 1 to load again")
 
 
 def test_only_new_labels_may_name_an_unavailable_version_and_only_when_allowed(

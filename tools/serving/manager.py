@@ -128,6 +128,9 @@ class ModelManager:
         self._applied: list[ModelSource] | None = None  # the config in force (None: none yet)
         self._refused: str = ""  # the last refusal, logged once rather than every poll
         self._missing: set[str] = set()  # base paths already reported as missing
+        # Versions whose retries ran out: not retried while they stay aspired (as TF Serving);
+        # one that leaves the policy and comes back is loaded afresh.
+        self._gave_up: set[tuple[str, int]] = set()
 
     # -- polling
     def refresh(self) -> None:
@@ -196,6 +199,7 @@ class ModelManager:
         else:
             self._missing.discard(source.base_path)
         aspired = source.aspired(list_versions(source.base_path))
+        self._gave_up = {(name, v) for name, v in self._gave_up if name != source.name or v in aspired}
         for version in sorted(aspired, reverse=True):  # newest first, as TF Serving
             self._maybe_load(source.name, version, os.path.join(source.base_path, str(version)))
         loaded = self._servables.get(source.name, {})
@@ -210,11 +214,12 @@ class ModelManager:
 
     def _maybe_load(self, name: str, version: int, path: str) -> None:
         current = self._status.get(name, {}).get(version)
-        if version in self._servables.get(name, {}):
+        if version in self._servables.get(name, {}) or (name, version) in self._gave_up:
             return
-        if current is not None and (current.state == State.END or self._clock() < current.next_attempt):
-            return  # gave up (as TF Serving: not retried while aspired), or retry not due yet
-        attempts = current.attempts + 1 if current is not None and current.state == State.LOADING else 1
+        retrying = current if current is not None and current.state == State.LOADING else None
+        if retrying is not None and self._clock() < retrying.next_attempt:
+            return
+        attempts = retrying.attempts + 1 if retrying is not None else 1
         started = time.monotonic()
         try:
             if not os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -226,6 +231,7 @@ class ModelManager:
             message = error.message if isinstance(error, ServingError) else f"{type(error).__name__}: {error}"
             if attempts > self.policy.max_num_load_retries:
                 log.error("Loading %s version %d failed for good: %s", name, version, message)
+                self._gave_up.add((name, version))
                 self._set_status(name, version, VersionStatus(State.END, message, attempts))
             else:
                 retry_at = self._clock() + self.policy.load_retry_interval_seconds
