@@ -98,7 +98,7 @@ def load_images(examples: str, count: int) -> list[bytes]:
 def start_server(serving_dir: str) -> tuple[subprocess.Popen, int, int]:
     """``visiontfx serve --backend local`` in a child process; returns it and its REST/gRPC ports."""
     command = [
-        sys.executable, "-m", "visiontfx.components.serving.commands", "--backend", "local",
+        sys.executable, "-m", "visiontfx.tools.serving.commands", "--backend", "local",
         "--serving-dir", serving_dir, "--model-name", MODEL_NAME, "--rest-port", "0", "--grpc-port", "0",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tensorflow as tf
 
     from visiontfx.components.pusher.executor import PushSettings, push_model
-    from visiontfx.components.serving.client import ServingClient
+    from visiontfx.tools.serving.client import ServingClient
 
     images = load_images(args.examples, 32)
     serving_dir = tempfile.mkdtemp(prefix="visiontfx-bench-")

@@ -23,12 +23,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("visiontfx.pipeline.kubeflow_submit", "run the compiled pipeline once on KFP or Vertex AI"),
     "schedule": ("visiontfx.pipeline.kubeflow_schedule", "run the compiled pipeline on a cron schedule"),
     "serve": (
-        "visiontfx.components.serving.commands",
+        "visiontfx.tools.serving.commands",
         "serve the pushed models (TF Serving, its Docker image, or a local server)",
     ),
     "predict": (
-        "visiontfx.components.serving.predict_command",
+        "visiontfx.tools.serving.predict_command",
         "top-k classes of images from a running model server",
+    ),
+    "promote": (
+        "visiontfx.tools.serving.promote",
+        "move a version label (stable, canary) once the server has that version AVAILABLE",
     ),
     "report": ("visiontfx.components.report.command", "build the HTML report of a run"),
     "lr-find": ("visiontfx.components.trainer.lr_finder", "sweep learning rates on the latest run's data"),

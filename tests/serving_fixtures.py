@@ -107,7 +107,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 def start_local_server(serving_dir: Path, **options: Any) -> Any:
     """A started LocalModelServer on free loopback ports (port 0: the OS picks)."""
-    from visiontfx.components.serving.server import LocalModelServer, ServerOptions
+    from visiontfx.tools.serving.server import LocalModelServer, ServerOptions
 
     options.setdefault("poll_seconds", 0.2)
     server = LocalModelServer(

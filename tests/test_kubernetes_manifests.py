@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import serving_fixtures
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,22 +42,28 @@ VALIDATORS_BIN = REPO / ".venv-validators" / "bin"
 K8S_VERSION = "1.29.0"
 MODEL_NAME = "visiontfx"
 RUN_AS_USER = 10001  # the Dockerfile's USER, and every pod's runAsUser
+tiny_models = serving_fixtures.tiny_models  # shared fixture (two tiny SavedModels), found by this name
 
 OVERLAYS = {"dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
 KSERVE_OVERLAYS = {"dev": K8S / "kserve" / "overlays" / "dev", "prod": K8S / "kserve" / "overlays" / "prod"}
 NAMESPACES = {"dev": "visiontfx-dev", "prod": "visiontfx-prod"}
+# dev shares its namespace with the KFP runs that write the models volume.
+POD_SECURITY = {"dev": "baseline", "prod": "restricted"}
+MODEL_CONFIG_FILES = {"dev": "/models/models.config", "prod": "gs://visiontfx-models/serving/models.config"}
+SERVING_DIRS = {"dev": "/models", "prod": "gs://visiontfx-models/serving"}
 SERVING_IMAGES = {"dev": "tensorflow/serving:2.16.1", "prod": "tensorflow/serving:2.16.1-gpu"}
 
 # The only checkov checks allowed to be suppressed, each inline with a reason.
 # A new suppression has to be added here too, so it is reviewed.
 ALLOWED_SUPPRESSIONS = {
     "CKV_K8S_43",  # images by digest: digests are pinned at release, not resolvable offline
-    "CKV_K8S_35",  # secrets as env: the KFP client reads its endpoint and token from env
     "CKV_DOCKER_2",  # HEALTHCHECK: a run-to-completion batch image
 }
 
 TF_SERVING_ARGS = {
-    "--model_config_file=/config/models.config",
+    # The Pusher's models.config beside the versions (MODEL_CONFIG_FILE, per overlay).
+    "--model_config_file=$(MODEL_CONFIG_FILE)",
+    "--allow_version_labels_for_unavailable_models=true",
     "--model_config_file_poll_wait_seconds=60",
     "--enable_batching",
     "--batching_parameters_file=/config/batching.config",
@@ -328,12 +335,15 @@ def test_overlay_renders_the_expected_objects(rendered, overlay):
         "PodDisruptionBudget",
         "NetworkPolicy",
         "CronJob",
+        "RoleBinding",
     }
     assert expected <= set(kinds), f"{overlay} lacks {expected - set(kinds)}"
     assert not _objects(docs, "Secret"), "credentials must never be rendered from the repository"
     namespace = NAMESPACES[overlay]
     assert _one(docs, "Namespace")["metadata"]["name"] == namespace
-    assert _one(docs, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    namespace_labels = _one(docs, "Namespace")["metadata"]["labels"]
+    assert namespace_labels["pod-security.kubernetes.io/enforce"] == POD_SECURITY[overlay]
+    assert namespace_labels["pod-security.kubernetes.io/warn"] == "restricted"
     for doc in docs:
         meta = doc["metadata"]
         if doc["kind"] != "Namespace":
@@ -380,11 +390,23 @@ def test_kserve_inference_service(kserve_rendered, overlay):
     validate the parts Kubernetes owns (the predictor's pod fields and its
     tensorflow container) against the core Pod schema."""
 
-    (isvc,) = kserve_rendered[overlay]
-    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
+    docs = kserve_rendered[overlay]
+    assert sorted(doc["kind"] for doc in docs) == ["InferenceService", "NetworkPolicy"]
+    isvc = _one(docs, "InferenceService")
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+    # Serverless (Knative) mode would reject the pod-level securityContext (and the
+    # prod nodeSelector/tolerations): the manifests declare the mode they are valid in.
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert isvc["metadata"]["name"] == MODEL_NAME  # the model name in /v1/models/<name>
     assert isvc["metadata"]["namespace"] == NAMESPACES[overlay]
     predictor = dict(isvc["spec"]["predictor"])
+    pod_labels = predictor.pop("labels")
+    policy = _one(docs, "NetworkPolicy", "visiontfx-kserve")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert {(p["protocol"], p["port"]) for p in policy["spec"]["ingress"][0]["ports"]} == {
+        ("TCP", 8080),  # REST and gRPC of KServe's TensorFlow runtime
+        ("TCP", 9000),
+    }
     tensorflow = dict(predictor.pop("tensorflow"))
     storage_uri = tensorflow.pop("storageUri")
     runtime_version = tensorflow.pop("runtimeVersion")
@@ -442,6 +464,7 @@ def test_checkov_finds_no_failed_checks(checkov_results):
     for overlay, namespace in NAMESPACES.items():
         assert f"Deployment.{namespace}.visiontfx-serving" in scanned, overlay
         assert f"CronJob.{namespace}.visiontfx-scheduled-run" in scanned, overlay
+        assert f"CronJob.{namespace}.visiontfx-promote" in scanned, overlay
 
 
 def test_yamllint_is_clean():
@@ -469,6 +492,8 @@ def test_serving_container_runs_tf_serving_with_the_config_files(rendered, overl
     missing = TF_SERVING_ARGS - set(container["args"])
     assert not missing, f"tf-serving lacks {missing}"
     assert {(p["name"], p["containerPort"]) for p in container["ports"]} == {("grpc", 8500), ("http", 8501)}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODEL_CONFIG_FILE"] == MODEL_CONFIG_FILES[overlay]
 
     # Every /config/<file> named in the args is a key of the mounted ConfigMap.
     pod = _one(rendered[overlay], "Deployment", "visiontfx-serving")["spec"]["template"]["spec"]
@@ -528,7 +553,11 @@ def _assert_hardened_pod(where: str, pod: dict[str, Any], containers: list[dict[
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_every_pod_is_hardened_and_sized(rendered, overlay):
     templates = dict(_pod_templates(rendered[overlay]))
-    assert set(templates) == {"Deployment/visiontfx-serving", "CronJob/visiontfx-scheduled-run"}
+    assert set(templates) == {
+        "Deployment/visiontfx-serving",
+        "CronJob/visiontfx-scheduled-run",
+        "CronJob/visiontfx-promote",
+    }
     for where, pod in templates.items():
         _assert_hardened_pod(f"{overlay} {where}", pod, pod["containers"] + pod.get("initContainers", []))
         for container in pod["containers"]:
@@ -540,22 +569,14 @@ def test_every_pod_is_hardened_and_sized(rendered, overlay):
 
 
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
-def test_models_config_is_a_tf_serving_model_server_config(rendered, overlay):
+def test_models_config_is_the_empty_start_up_config(rendered, overlay):
+    """TF Serving reads the Pusher's models.config; the ConfigMap only bootstraps an empty volume."""
     _module("tensorflow_serving")
     from tensorflow_serving.config import model_server_config_pb2
 
     text = _serving_config(rendered[overlay])["models.config"]
     config = _parse_text_proto(text, model_server_config_pb2.ModelServerConfig())
-    (model,) = config.model_config_list.config
-    assert model.name == MODEL_NAME
-    assert model.model_platform == "tensorflow"
-    expected_base = (
-        f"/models/{MODEL_NAME}" if overlay == "dev" else f"gs://visiontfx-models/serving/{MODEL_NAME}"
-    )
-    assert model.base_path == expected_base
-    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
-    assert model.model_version_policy.latest.num_versions == 2
-    assert set(model.version_labels) == {"stable", "canary"}
+    assert config.WhichOneof("config") == "model_config_list" and not config.model_config_list.config
 
 
 def test_models_config_parser_rejects_a_typo():
@@ -593,14 +614,23 @@ def test_batching_and_monitoring_configs_parse(rendered, overlay):
 def test_dev_serves_from_the_pvc_and_prod_from_gcs(rendered):
     dev_pod = _one(rendered["dev"], "Deployment")["spec"]["template"]["spec"]
     claim = _one(rendered["dev"], "PersistentVolumeClaim", "visiontfx-models")
+    # ReadWriteMany: the Pusher's task, the serving pods and the promoter mount it from any node.
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     (models,) = [v for v in dev_pod["volumes"] if v["name"] == "models"]
-    assert models["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"], "readOnly": True}
+    assert models["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
     mounts = {m["mountPath"]: m for m in _serving_container(rendered["dev"])["volumeMounts"]}
-    assert mounts["/models"]["readOnly"] is True
+    assert mounts["/models"]["readOnly"] is True  # only the bootstrap init container writes
+    (bootstrap,) = dev_pod["initContainers"]
+    assert {m["mountPath"]: m.get("readOnly", False) for m in bootstrap["volumeMounts"]} == {
+        "/config": True,
+        "/models": False,
+        "/tmp": False,
+    }
 
     assert not _objects(rendered["prod"], "PersistentVolumeClaim")
     prod_pod = _one(rendered["prod"], "Deployment")["spec"]["template"]["spec"]
     assert "models" not in {v["name"] for v in prod_pod["volumes"]}
+    assert not prod_pod.get("initContainers")
     assert "/models" not in {m["mountPath"] for m in _serving_container(rendered["prod"])["volumeMounts"]}
 
 
@@ -680,12 +710,131 @@ def test_cronjob_submits_the_compiled_spec(rendered, overlay):
     (spec_volume,) = [v for v in pod["volumes"] if v["name"] == spec_mount["name"]]
     assert {"key": "pipeline.yaml", "path": "pipeline.yaml"} in spec_volume["configMap"]["items"]
 
+    # It authenticates with a projected service-account token for the KFP API's audience,
+    # mounted where KF_PIPELINES_SA_TOKEN_PATH says; no token pasted into a Secret.
     env = {e["name"]: e for e in container["env"]}
-    for name in ("KFP_ENDPOINT", "KFP_TOKEN"):
-        assert "value" not in env[name], f"{name} must come from a Secret"
-        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "visiontfx-kfp-credentials"
+    assert "KFP_TOKEN" not in env and not any("valueFrom" in e for e in env.values())
+    assert env["KFP_ENDPOINT"]["value"].startswith("http://ml-pipeline.kubeflow")
+    token_path = Path(env["KF_PIPELINES_SA_TOKEN_PATH"]["value"])
+    (token_mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(token_path.parent)]
+    assert token_mount["readOnly"] is True
+    (token_volume,) = [v for v in pod["volumes"] if v["name"] == token_mount["name"]]
+    (source,) = token_volume["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["path"] == token_path.name and token["audience"] == "pipelines.kubeflow.org"
+    assert 600 <= token["expirationSeconds"] <= 3600
+    assert pod["automountServiceAccountToken"] is False  # no Kubernetes API token
+    binding = _one(rendered[overlay], "RoleBinding", "visiontfx-scheduler-pipelines-edit")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACES[overlay]}
+    ]
+    assert binding["roleRef"]["name"] == "kubeflow-pipelines-edit"
     assert env["TF_USE_LEGACY_KERAS"]["value"] == "1"
     assert cronjob["spec"].get("suspend", False) is (overlay == "dev")
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_promote_cronjob_moves_labels_where_the_pusher_writes(rendered, overlay):
+    cronjob = _one(rendered[overlay], "CronJob", "visiontfx-promote")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid" and not cronjob["spec"].get("suspend", False)
+    template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["command"] == ["visiontfx"] and container["args"][0] == "promote"
+    assert "--serving-dir=$(SERVING_DIR)" in container["args"] and "--pending-ok" in container["args"]
+    assert env["SERVING_DIR"] == SERVING_DIRS[overlay]
+    assert env["PROMOTE_LABEL"] == {"dev": "stable", "prod": "canary"}[overlay]
+    # It asks the serving Service, and the serving NetworkPolicy admits it.
+    assert "--server=http://visiontfx-serving:8501" in container["args"]
+    peers = _one(rendered[overlay], "NetworkPolicy", "visiontfx-serving")["spec"]["ingress"][0]["from"]
+    admitted = [peer["podSelector"]["matchLabels"] for peer in peers if "podSelector" in peer]
+    assert any(labels.items() <= template["metadata"]["labels"].items() for labels in admitted)
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert ("/models" in mounts) is (overlay == "dev")
+
+
+# ------------------------------------------------------- the dev volume, end to end
+
+
+def _bootstrap_and_serve_args(docs: list[dict[str, Any]]) -> tuple[str, list[str], str, str]:
+    pod = _one(docs, "Deployment", "visiontfx-serving")["spec"]["template"]["spec"]
+    (bootstrap,) = pod["initContainers"]
+    script = bootstrap["command"][-1]
+    container = _serving_container(docs)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    (models_mount,) = [m for m in container["volumeMounts"] if m["name"] == "models"]
+    return script, container["args"], env["MODEL_CONFIG_FILE"], models_mount["mountPath"]
+
+
+@pytest.mark.integration
+def test_the_dev_volume_receives_a_push_and_serves_it(rendered, tiny_models, tmp_path):
+    """The documented write path, run for real with the stand-in server: the serving pod's
+    init container bootstraps the volume, the Pusher (kubeflow.serving_dir = the mount path)
+    writes a version and models.config into it, TF Serving's flags from the Deployment load
+    it, and the promoter's command moves `stable` once the new version is AVAILABLE."""
+    from visiontfx.components.pusher.executor import PushSettings, push_model
+    from visiontfx.tools.serving.promote import promote, rest_version_state
+    from visiontfx.tools.serving.server import LocalModelServer, ServerOptions
+
+    docs = rendered["dev"]
+    script, args, model_config_file, mount = _bootstrap_and_serve_args(docs)
+    assert model_config_file == f"{mount}/models.config"
+    promoter = _one(docs, "CronJob", "visiontfx-promote")["spec"]["jobTemplate"]["spec"]["template"]
+    (promote_container,) = promoter["spec"]["containers"]
+    assert {e["name"]: e["value"] for e in promote_container["env"]}["SERVING_DIR"] == mount
+    volume, config_dir = tmp_path / "volume", tmp_path / "config"  # stand for /models and /config
+    volume.mkdir()
+    config_dir.mkdir()
+    for name, text in _serving_config(docs).items():
+        (config_dir / name).write_text(text)
+
+    def bootstrap() -> None:
+        local = script.replace(f"{mount}/", f"{volume}/").replace("/config/", f"{config_dir}/")
+        subprocess.run(["/bin/sh", "-c", local], check=True, timeout=30)
+
+    def push(model: str) -> int:
+        # What the Pusher task does with kubeflow.serving_dir = the mount path.
+        settings = PushSettings(model_name=MODEL_NAME, warmup_requests=0)
+        return int(Path(push_model(model, str(volume / MODEL_NAME), settings)).name)
+
+    bootstrap()  # a fresh volume: the empty start-up config
+    assert (volume / "models.config").read_text() == (config_dir / "models.config").read_text()
+    allow_new_labels = "--allow_version_labels_for_unavailable_models=true" in args
+    server = LocalModelServer(
+        ServerOptions(
+            serving_dir=str(volume),
+            model_config_file=model_config_file.replace(f"{mount}/", f"{volume}/"),
+            rest_port=0,
+            grpc_port=0,
+            poll_seconds=0.2,
+            allow_version_labels_for_unavailable_models=allow_new_labels,
+        )
+    )
+    server.start()
+    try:
+        readiness = _serving_container(docs)["readinessProbe"]["httpGet"]["path"]
+        status = lambda: serving_fixtures.rest(server.rest_port, "GET", readiness)  # noqa: E731
+        assert status()[0] == 404  # not ready before the first push
+
+        first = push(tiny_models[0])
+        available = lambda: status()[1].get("model_version_status", [{}])[0].get("state") == "AVAILABLE"  # noqa: E731
+        serving_fixtures.wait_for(available, what="the first push to serve")
+        serving_fixtures.wait_for(
+            lambda: server.manager.labels(MODEL_NAME) == {"stable": first}, what="stable"
+        )
+        bootstrap()  # a pod restart never overwrites the Pusher's models.config
+        assert MODEL_NAME in (volume / "models.config").read_text()
+
+        second = push(tiny_models[1])
+        state_of = rest_version_state(f"http://127.0.0.1:{server.rest_port}", MODEL_NAME)
+        serving_fixtures.wait_for(lambda: state_of(second) == "AVAILABLE", what="the second push to load")
+        assert server.manager.labels(MODEL_NAME) == {"stable": first}  # pushes move no label
+        promote(str(volume), MODEL_NAME, "stable", None, state_of)  # what the promoter runs
+        serving_fixtures.wait_for(
+            lambda: server.manager.labels(MODEL_NAME) == {"stable": second}, what="promote"
+        )
+    finally:
+        server.stop()
 
 
 # ------------------------------------------------------------------------ Dockerfile

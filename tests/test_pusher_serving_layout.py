@@ -1,5 +1,5 @@
 """The Pusher executor: TF Serving's layout, configs and warmup file, atomic pushes, and a
-running server following pushes (new versions, moving labels, unloading) without a restart."""
+running server following pushes (new versions, labels moved by promote, unloading) without a restart."""
 
 from __future__ import annotations
 
@@ -110,28 +110,49 @@ def test_batching_settings_are_checked() -> None:
 
 def test_versions_and_labels() -> None:
     assert sc.integer_versions(["3", ".push-4-ab12", "10/", "tmp", "2.5"]) == [3, 10]
-    assert sc.version_labels([]) == {}
-    assert sc.version_labels([7]) == {"stable": 7, "canary": 7}
-    assert sc.version_labels([5, 9]) == {"stable": 9, "canary": 9}
-    assert sc.version_labels([9, 5], canary=True) == {"stable": 5, "canary": 9}
+    # The first push creates the labels; later pushes never move them.
+    assert sc.labels_after_push({}, [7], 7, canary=False) == {"stable": 7}
+    assert sc.labels_after_push({}, [7], 7, canary=True) == {"stable": 7, "canary": 7}
+    assert sc.labels_after_push({"stable": 5, "canary": 7}, [5, 7, 9], 9, canary=True) == {
+        "stable": 5,
+        "canary": 7,
+    }
+    # A label on a version gone from disk is dropped; with none left, the push labels its version.
+    assert sc.labels_after_push({"stable": 5, "canary": 7}, [7, 9], 9, canary=True) == {"canary": 7}
+    assert sc.labels_after_push({"stable": 5}, [9], 9, canary=False) == {"stable": 9}
+    # Labelled versions are kept besides the newest keep_versions.
+    assert sc.versions_to_keep([1, 2, 3, 4], 2, {"stable": 1}) == [1, 3, 4]
+    assert sc.versions_to_keep([1, 2, 3, 4], 2, {"stable": 4, "gone": 9}) == [3, 4]
 
 
 def test_models_config_policies_labels_and_merge() -> None:
-    latest = sc.model_config("fashion", "/srv/fashion", [1, 2, 3], keep_versions=3, canary=True)
-    assert latest.model_version_policy.latest.num_versions == 3
-    assert dict(latest.version_labels) == {"stable": 2, "canary": 3}
-    specific = sc.model_config("fashion", "/srv/fashion", [1, 2, 3], 3, policy="specific", canary=True)
-    assert list(specific.model_version_policy.specific.versions) == [2, 3]
+    labels = {"stable": 1, "canary": 2}
+    latest = sc.model_config("fashion", "/srv/fashion", [1, 2, 3], labels)
+    assert latest.model_version_policy.latest.num_versions == 3  # every kept version, however old
+    assert dict(latest.version_labels) == labels
+    specific = sc.model_config("fashion", "/srv/fashion", [1, 2, 3, 4], labels, policy="specific")
+    assert list(specific.model_version_policy.specific.versions) == [1, 2, 4]  # labelled and the newest
     with pytest.raises(ValueError, match="Unknown version policy"):
-        sc.model_config("fashion", "/srv/fashion", [1], 1, policy="all")  # type: ignore[arg-type]
+        sc.model_config("fashion", "/srv/fashion", [1], {}, policy="all")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be absolute"):
+        sc.model_config("fashion", "srv/fashion", [1], {})
+    assert sc.model_config("fashion", "gs://bucket/fashion", [1], {}).base_path == "gs://bucket/fashion"
 
-    other = sc.model_config("digits", "/srv/digits", [4], 1)
-    merged = sc.merge_model_config(sc.merge_model_config(None, other), latest)
-    merged = sc.merge_model_config(merged, specific)  # replaces fashion, keeps digits
+    # Moving a label: a specific policy stops loading what no label (and not the newest) needs.
+    moved = sc.move_label(specific, "stable", 4)
+    assert dict(moved.version_labels) == {"stable": 4, "canary": 2}
+    assert list(moved.model_version_policy.specific.versions) == [2, 4]
+    assert dict(specific.version_labels) == labels  # the input is not changed
+    assert sc.move_label(latest, "canary", 3).model_version_policy.latest.num_versions == 3
+
+    other = sc.model_config("digits", "/srv/digits", [4], {})
+    merged = sc.merge_model_config(sc.merge_model_config(None, latest), other)
+    merged = sc.merge_model_config(merged, specific)  # replaces fashion in place, keeps digits
     parsed = sc.parse_models_config(sc.render_models_config(merged))
-    assert [c.name for c in parsed.model_config_list.config] == ["digits", "fashion"]
-    assert parsed.model_config_list.config[1].model_platform == "tensorflow"
-    assert parsed.model_config_list.config[1].model_version_policy.WhichOneof("policy_choice") == "specific"
+    assert [c.name for c in parsed.model_config_list.config] == ["fashion", "digits"]
+    assert parsed.model_config_list.config[0].model_platform == "tensorflow"
+    assert parsed.model_config_list.config[0].model_version_policy.WhichOneof("policy_choice") == "specific"
+    assert sc.find_model(parsed, "digits") == other and sc.find_model(parsed, "nope") is None
 
 
 def test_warmup_records_are_prediction_logs() -> None:
@@ -194,11 +215,8 @@ def test_push_writes_what_tf_serving_reads(tiny_models: list[str], tmp_path: Pat
     config = sc.parse_models_config((tmp_path / "serving" / sc.MODELS_CONFIG).read_text())
     (entry,) = config.model_config_list.config
     assert (entry.name, entry.base_path, entry.model_platform) == (MODEL_NAME, str(base), "tensorflow")
-    assert entry.model_version_policy.latest.num_versions == 3
-    assert dict(entry.version_labels) == {
-        "stable": int(Path(version_dir).name),
-        "canary": int(Path(version_dir).name),
-    }
+    assert entry.model_version_policy.latest.num_versions == 1  # the versions on disk
+    assert dict(entry.version_labels) == {"stable": int(Path(version_dir).name)}
     assert (tmp_path / "serving" / sc.BATCHING_CONFIG).is_file()
     assert (tmp_path / "serving" / sc.MONITORING_CONFIG).is_file()
 
@@ -261,11 +279,23 @@ def test_versions_increase_and_old_ones_are_pruned(tiny_models: list[str], tmp_p
     frozen_clock = lambda: 1_000_000.0  # noqa: E731  (three pushes within one second)
     versions = [Path(push_model(tiny_models[0], base, settings, clock=frozen_clock)).name for _ in range(3)]
     assert versions == ["1000000", "1000001", "1000002"]
-    assert sorted(os.listdir(base)) == versions[1:]
-    (entry,) = sc.parse_models_config(
-        (tmp_path / "serving" / sc.MODELS_CONFIG).read_text()
-    ).model_config_list.config
-    assert dict(entry.version_labels) == {"stable": 1000002, "canary": 1000002}
+    # keep_versions=2 and the version stable names (the first push's) is kept besides.
+    assert sorted(os.listdir(base)) == versions
+    models_config = tmp_path / "serving" / sc.MODELS_CONFIG
+    (entry,) = sc.parse_models_config(models_config.read_text()).model_config_list.config
+    assert dict(entry.version_labels) == {"stable": 1000000}
+    assert entry.model_version_policy.latest.num_versions == 3
+    # Once the label moves on (what `visiontfx promote` writes), the next push prunes it.
+    sc.write_text(str(models_config), sc.render_models_config(
+        sc.merge_model_config(None, sc.move_label(entry, "stable", 1000002))
+    ))  # fmt: skip
+    versions.append(Path(push_model(tiny_models[0], base, settings, clock=frozen_clock)).name)
+    assert sorted(os.listdir(base)) == versions[2:]
+    (entry,) = sc.parse_models_config(models_config.read_text()).model_config_list.config
+    assert (dict(entry.version_labels), entry.model_version_policy.latest.num_versions) == (
+        {"stable": 1000002},
+        2,
+    )
 
 
 def test_executor_pushes_only_blessed_models(tiny_models: list[str], tmp_path: Path) -> None:
@@ -320,7 +350,9 @@ def test_executor_pushes_only_blessed_models(tiny_models: list[str], tmp_path: P
 def live(tiny_models: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     serving_dir = tmp_path_factory.mktemp("live")
     first = push(tiny_models[0], serving_dir, warmup=IMAGES[:1], keep_versions=2, canary=True)
-    server = start_local_server(serving_dir)
+    # As `visiontfx serve` and the cluster run TF Serving: a model's first push labels a
+    # version still loading, which TF Serving accepts for new labels with this flag only.
+    server = start_local_server(serving_dir, allow_version_labels_for_unavailable_models=True)
     yield {"server": server, "dir": serving_dir, "first": first}
     server.stop()
 
@@ -341,31 +373,45 @@ def _states(port: int, model: str = MODEL_NAME) -> dict[int, str]:
 
 
 def test_server_follows_pushes_labels_and_policy(tiny_models: list[str], live: dict[str, Any]) -> None:
+    from visiontfx.tools.serving.promote import promote, rest_version_state
+
     port, base = live["server"].rest_port, f"/v1/models/{MODEL_NAME}"
+    state_of = rest_version_state(f"http://127.0.0.1:{port}", MODEL_NAME)
     settings = {"warmup": IMAGES[:1], "keep_versions": 2, "canary": True}
     v1 = live["first"]
     answers = {path: in_process(path, IMAGES)["scores"] for path in (tiny_models[0], tiny_models[1])}
     assert not np.allclose(answers[tiny_models[0]], answers[tiny_models[1]])  # versions are distinguishable
 
-    # A new version pushed while the server runs is served without a restart.
+    # A new version pushed while the server runs is served without a restart; labels stay.
     v2 = push(tiny_models[1], live["dir"], **settings)
     n1, n2 = int(Path(v1).name), int(Path(v2).name)
     wait_for(lambda: _states(port).get(n2) == "AVAILABLE", what="version 2 to load")
     np.testing.assert_array_equal(_scores(port, f"{base}:predict"), answers[tiny_models[1]])
-    # Canary phase: stable stays on version 1, canary is version 2; both are loaded.
+    assert live["server"].manager.labels(MODEL_NAME) == {"stable": n1, "canary": n1}
+
+    # Canary phase: canary moves to version 2 once it is AVAILABLE; stable stays on version 1.
+    promote(str(live["dir"]), MODEL_NAME, "canary", n2, state_of)
     wait_for(lambda: live["server"].manager.labels(MODEL_NAME) == {"stable": n1, "canary": n2}, what="labels")
     np.testing.assert_array_equal(_scores(port, f"{base}/labels/stable:predict"), answers[tiny_models[0]])
     np.testing.assert_array_equal(_scores(port, f"{base}/labels/canary:predict"), answers[tiny_models[1]])
 
-    # The next push moves the labels and, with keep_versions=2, unloads and deletes version 1.
+    # Version 3 arrives; version 1 is kept while stable names it. Promoting stable to
+    # version 2 and canary to version 3 frees it: the next push prunes it and it unloads.
     v3 = push(tiny_models[0], live["dir"], **settings)
     n3 = int(Path(v3).name)
-    wait_for(
-        lambda: _states(port) == {n1: "END", n2: "AVAILABLE", n3: "AVAILABLE"}, what="version 1 unloaded"
-    )
+    wait_for(lambda: _states(port).get(n3) == "AVAILABLE", what="version 3 to load")
+    assert os.path.exists(v1) and _states(port)[n1] == "AVAILABLE"
+    promote(str(live["dir"]), MODEL_NAME, "stable", n2, state_of)
+    promote(str(live["dir"]), MODEL_NAME, "canary", n3, state_of)
     wait_for(lambda: live["server"].manager.labels(MODEL_NAME) == {"stable": n2, "canary": n3}, what="labels")
     np.testing.assert_array_equal(_scores(port, f"{base}/labels/stable:predict"), answers[tiny_models[1]])
     np.testing.assert_array_equal(_scores(port, f"{base}/labels/canary:predict"), answers[tiny_models[0]])
+    v4 = push(tiny_models[1], live["dir"], **settings)
+    n4 = int(Path(v4).name)
+    wait_for(
+        lambda: _states(port) == {n1: "END", n2: "AVAILABLE", n3: "AVAILABLE", n4: "AVAILABLE"},
+        what="version 1 unloaded",
+    )
     assert not os.path.exists(v1)
     status, answer = rest(port, "POST", f"{base}/versions/{n1}:predict", {"instances": b64(IMAGES[:1])})
     assert status == 404 and f"Specific({MODEL_NAME}, {n1})" in answer["error"]
@@ -376,12 +422,15 @@ def test_a_second_model_with_a_specific_policy_appears(tiny_models: list[str], l
     for model_dir in tiny_models:
         last = push(model_dir, live["dir"], model_name="other", version_policy="specific", warmup_requests=0)
     newest = int(Path(last).name)
+    (first,) = [v for v in sc.integer_versions(os.listdir(live["dir"] / "other")) if v != newest]
 
     def served_versions() -> list[int]:
-        return [version for version, state in _states(port, "other").items() if state == "AVAILABLE"]
+        return sorted(version for version, state in _states(port, "other").items() if state == "AVAILABLE")
 
-    # "specific" loads only the labelled versions: without a canary phase, just the newest.
-    wait_for(lambda: served_versions() == [newest], what="the second model's newest version alone")
+    # "specific" loads the labelled versions (stable: the first push's) and the newest.
+    wait_for(
+        lambda: served_versions() == [first, newest], what="the second model's stable and newest versions"
+    )
     assert _states(port)  # the first model is still served from the merged models.config
     config = sc.parse_models_config((live["dir"] / sc.MODELS_CONFIG).read_text())
     assert [entry.name for entry in config.model_config_list.config] == [MODEL_NAME, "other"]

@@ -18,8 +18,8 @@ import pytest
 import serving_fixtures
 from serving_fixtures import MODEL_NAME, in_process, push, sample_images, start_local_server
 
-from visiontfx.components.serving import commands, predict_command
-from visiontfx.components.serving.client import ServingClient, ServingClientError
+from visiontfx.tools.serving import commands, predict_command
+from visiontfx.tools.serving.client import ServingClient, ServingClientError
 
 tiny_models = serving_fixtures.tiny_models  # shared fixture, found by pytest under this name
 IMAGES = sample_images(5)
@@ -50,7 +50,8 @@ def _clients(served: dict[str, Any], **kwargs: Any) -> list[ServingClient]:
 
 def test_client_constants_match_the_model_contract() -> None:
     from visiontfx.components.image_example_gen.features import IMAGE_KEY
-    from visiontfx.components.serving import client, signatures
+    from visiontfx.components.serving import signatures
+    from visiontfx.tools.serving import client
 
     assert client.DEFAULT_SIGNATURE == signatures.DEFAULT_SIGNATURE
     assert client.IMAGE_INPUT == signatures.IMAGE_INPUT
@@ -202,7 +203,7 @@ def test_serve_then_predict_end_to_end(
     """The serve entry point in its own process (local backend), then predict against it, then Ctrl-C."""
     argv = ["--serving-dir", str(served["dir"]), "--rest-port", "0", "--grpc-port", "0", "--backend", "local"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "visiontfx.components.serving.commands", *argv],
+        [sys.executable, "-m", "visiontfx.tools.serving.commands", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

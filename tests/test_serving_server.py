@@ -106,6 +106,7 @@ def test_status_and_metadata_over_rest(served: dict[str, Any]) -> None:
         ]
     }
     assert rest(port, "GET", f"{BASE}/labels/stable")[1] == answer
+    assert rest(port, "GET", f"{BASE}/labels/no-such-label") == (200, answer)  # status ignores labels
     status, metadata = rest(port, "GET", f"{BASE}/versions/{version}/metadata")
     assert status == 200 and metadata["model_spec"] == {
         "name": MODEL_NAME,
@@ -127,6 +128,9 @@ def test_status_and_metadata_over_grpc(served: dict[str, Any]) -> None:
     request.model_spec.name = MODEL_NAME
     (status,) = models.GetModelStatus(request, timeout=30).model_version_status
     assert status.version == served["version"] and status.state == status.AVAILABLE
+    # TF Serving's status ignores a label, even an unknown one: every version is reported.
+    request.model_spec.version_label = "no-such-label"
+    assert models.GetModelStatus(request, timeout=30).model_version_status[0] == status
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = MODEL_NAME
     response = prediction.GetModelMetadata(request, timeout=30)
@@ -166,6 +170,35 @@ def test_grpc_predict_equals_in_process(served: dict[str, Any]) -> None:
     assert response.model_spec.signature_name == "serving_default"
     for name, value in expected.items():
         np.testing.assert_array_equal(tf.make_ndarray(response.outputs[name]), value)
+    # As TF Serving answers by default: typed value fields, never tensor_content.
+    scores, classes = response.outputs["scores"], response.outputs["classes"]
+    assert not scores.tensor_content and not classes.tensor_content
+    assert len(scores.float_val) == expected["scores"].size and scores.dtype == tf.float32.as_datatype_enum
+    assert list(classes.string_val) == list(expected["classes"].ravel())
+
+
+def test_typed_tensor_protos_round_trip_every_dtype() -> None:
+    import tensorflow as tf
+
+    from visiontfx.tools.serving.grpc_api import typed_tensor_proto
+
+    arrays = [
+        np.float32([[0.5, -1.25], [3.0, 1e-8]]),
+        np.float64([1.0, 2.5]),
+        np.int32([[1, -2, 3]]),
+        np.int64([2**40, -1]),
+        np.uint8([0, 255]),
+        np.bool_([True, False]),
+        np.float16([0.5, -2.0]),
+        np.array([b"a", b"\xff\x00"], dtype=object),
+        np.float32(7.0),  # a scalar
+    ]
+    for array in arrays:
+        proto = typed_tensor_proto(array)
+        assert not proto.tensor_content, array.dtype
+        back = tf.make_ndarray(proto)
+        assert back.shape == array.shape and back.dtype == array.dtype
+        np.testing.assert_array_equal(back, array)
 
 
 def test_classify_over_rest_and_grpc_equals_in_process(served: dict[str, Any]) -> None:
@@ -245,6 +278,23 @@ BAD_REST = [
     ("status of unknown version", "GET", f"{BASE}/versions/7", None, 404, "Could not find version 7"),
     ("malformed path", "POST", f"{BASE}:explain", {"instances": [1]}, 400, "Malformed request"),
     ("oversized body", "POST", PREDICT, b"x" * (MAX_REQUEST_BYTES + 1), 413, "exceeds the server's limit"),
+    # Malformed JSON of any kind is a parse error (400), never an internal error.
+    ("JSON nested 2,000 deep", "POST", PREDICT, b'{"instances": ' + b"[" * 2000 + b"]" * 2000 + b"}", 400,
+     "nesting deeper than"),
+    ("JSON nested 100 deep", "POST", PREDICT, b'{"instances": ' + b"[" * 100 + b"]" * 100 + b"}", 400,
+     "nesting deeper than"),
+    ("objects nested 2,000 deep", "POST", PREDICT, b'{"a":' * 2000 + b"1" + b"}" * 2000, 400,
+     "nesting deeper than"),
+    ("invalid UTF-8", "POST", PREDICT, b'{"instances": ["\xff\xfe\xfd"]}', 400, "Invalid encoding"),
+    ("UTF-16 document", "POST", PREDICT, '{"instances": ["a"]}'.encode("utf-16"), 400, "Invalid encoding"),
+    ("lone surrogate in a value", "POST", PREDICT, b'{"instances": ["\\ud800"]}', 400, "surrogate"),
+    ("lone surrogate in a key", "POST", PREDICT, b'{"instances": [{"\\udc00x": "a"}]}', 400, "surrogate"),
+    ("lone surrogate in b64", "POST", PREDICT, b'{"instances": [{"b64": "\\ud83d"}]}', 400, "surrogate"),
+    ("number of 5,000 digits", "POST", PREDICT, b'{"instances": [' + b"9" * 5000 + b"]}", 400,
+     "JSON Parse error"),
+    ("truncated document", "POST", PREDICT, b'{"instances": [{"b64": "aGk=', 400, "JSON Parse error"),
+    ("example integer beyond int64", "POST", CLASSIFY,
+     {"signature_name": "classification", "examples": [{"x": 2**70}]}, 400, "out of range for int64_list"),
 ]  # fmt: skip
 
 
@@ -260,6 +310,42 @@ def test_bad_rest_request_then_good_one(
     assert (got_status, set(answer)) == (status, {"error"}), answer
     assert message in answer["error"]
     _good_rest(served)
+
+
+def test_json_values_out_of_range_are_invalid_arguments() -> None:
+    import tensorflow as tf
+
+    from visiontfx.tools.serving.errors import ServingError
+    from visiontfx.tools.serving.json_codec import json_to_array
+
+    assert json_to_array([[1, 2**62]], tf.int64).tolist() == [[1, 2**62]]
+    for value, dtype in (([2**70], tf.int64), ([2**40], tf.int32), ([-1], tf.uint8)):
+        with pytest.raises(ServingError, match="out of range") as refused:
+            json_to_array(value, dtype)
+        assert refused.value.http_status == 400
+
+
+def test_random_and_mutated_bodies_answer_4xx_and_the_server_keeps_serving(served: dict[str, Any]) -> None:
+    """A bounded fuzz run: random bytes and byte-flipped valid requests, all refused with 4xx."""
+    import random
+
+    generator = random.Random(11)
+    port, valid = served["server"].rest_port, json.dumps({"instances": b64(IMAGES[:1])}).encode()
+    bodies = [generator.randbytes(generator.randint(1, 2048)) for _ in range(40)]
+    for _ in range(40):
+        mutated = bytearray(valid)
+        for _ in range(generator.randint(1, 8)):
+            mutated[generator.randrange(len(mutated))] = generator.randrange(256)
+        bodies.append(bytes(mutated))
+    statuses = []
+    for body in bodies:
+        status, answer = rest(port, "POST", PREDICT, raw=body)
+        statuses.append(status)
+        assert "Internal error" not in answer.get("error", ""), (body[:80], answer)
+    assert all(400 <= status < 500 or status == 200 for status in statuses), statuses
+    assert sum(400 <= status < 500 for status in statuses) >= 60  # nearly all are malformed
+    _good_rest(served)
+    _good_grpc(served)
 
 
 def test_expect_100_continue_is_refused_or_accepted_before_the_body(served: dict[str, Any]) -> None:
@@ -340,7 +426,7 @@ def test_real_tf_serving_loads_the_pushed_directory(served: dict[str, Any], tmp_
     import argparse
     import socket
 
-    from visiontfx.components.serving.commands import binary_command
+    from visiontfx.tools.serving.commands import binary_command
 
     ports = []
     for _ in range(2):
@@ -388,10 +474,10 @@ def test_pipeline_model_signatures_agree_and_serve(
     import tensorflow as tf
     import tf_keras
 
-    from visiontfx.components.serving.client import ServingClient
     from visiontfx.components.serving.signatures import read_example_images
     from visiontfx.components.transform.preprocessing import images_from_bytes
     from visiontfx.pipeline import metadata
+    from visiontfx.tools.serving.client import ServingClient
 
     config, result = tiny_runs["config"], tiny_runs["first"]
     run = metadata.load_run(result["metadata_path"], config.pipeline.name, result["run_id"])

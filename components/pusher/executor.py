@@ -17,24 +17,29 @@ Compared with the stock executor it
 - marks the ``classification`` signature as a classify signature and writes
   ``assets.extra/tf_serving_warmup_requests`` from real evaluation images;
 - writes ``models.config``, ``batching.config`` and ``monitoring.config`` beside
-  the model directory, then keeps only the newest ``keep_versions`` versions.
+  the model directory, keeping the newest ``keep_versions`` versions and every
+  labelled one; labels are never moved by a push, so TF Serving never refuses
+  the reload (``visiontfx promote`` moves them once a version is AVAILABLE).
 
 custom_config keys (all optional): ``model_name`` (default: the base directory's
-name), ``keep_versions`` (3), ``version_policy`` ("latest" | "specific"),
-``canary`` (false), ``warmup_requests`` (8 images), ``warmup_examples_uri``
-(TFRecord glob of tf.Examples, used when the export brings no warmup images),
+name), ``keep_versions`` (3; labelled versions are kept besides),
+``version_policy`` ("latest" | "specific"), ``canary`` (false: the first push
+creates ``stable``; true: ``stable`` and ``canary``; later pushes move no label),
+``warmup_requests`` (8 images), ``warmup_examples_uri`` (TFRecord glob of
+tf.Examples, used when the export brings no warmup images),
 ``batching`` (BatchingSettings fields).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from absl import logging
 from tfx import types
@@ -132,26 +137,41 @@ def push_model(
 ) -> str:
     """Publishes ``model_path`` as a new version under ``base_directory``; returns its path.
 
-    ``warmup_images`` overrides where the warmup images come from (tests).
+    In an order that keeps every label on a loaded version of a running TF
+    Serving: (1) stage and prepare the copy, (2) prune versions neither recent
+    nor labelled, (3) write models.config naming the new version with the
+    labels unchanged (a push never moves a label: ``visiontfx promote`` does,
+    once the version is AVAILABLE), (4) publish the version. ``warmup_images``
+    overrides where the warmup images come from (tests).
     """
     fileio.makedirs(base_directory)
     existing = serving_config.integer_versions(fileio.listdir(base_directory))
     # Timestamps like the stock Pusher, but never equal to or below an existing version.
     version = max(int(clock()), existing[-1] + 1 if existing else 0)
     target = os.path.join(base_directory, str(version))
+    serving_dir = os.path.dirname(base_directory.rstrip("/"))
+    config = serving_config.read_models_config(os.path.join(serving_dir, serving_config.MODELS_CONFIG))
+    previous = serving_config.find_model(config, settings.model_name) if config is not None else None
+    on_disk = [*existing, version]
+    labels = serving_config.labels_after_push(
+        dict(previous.version_labels) if previous is not None else {}, on_disk, version, settings.canary
+    )
+    kept = serving_config.versions_to_keep(on_disk, settings.keep_versions, labels)
 
     def prepare(staging: str) -> None:
         _prepare_version(staging, settings, warmup_images)
 
-    publish = _publish_local if _is_local(base_directory) else _publish_remote
-    publish(model_path, target, prepare)
-
-    kept = [*existing, version][-settings.keep_versions :]
-    write_serving_configs(os.path.dirname(base_directory.rstrip("/")), base_directory, kept, settings)
-    # Prune only after models.config names the kept versions, so no label points at a deleted one.
-    for old in existing[: max(0, len(existing) + 1 - settings.keep_versions)]:
-        fileio.rmtree(os.path.join(base_directory, str(old)))
-    logging.info("Pushed version %d to %s; kept versions %s.", version, base_directory, kept)
+    staged = _staged_local if _is_local(base_directory) else _staged_remote
+    with staged(model_path, target, prepare) as commit:  # a failed copy changes nothing
+        # Pruned before the config names one more version: with a `latest` policy, a
+        # moment with more versions on disk than it counts would unload an old labelled one.
+        for old in sorted(set(existing) - set(kept)):
+            fileio.rmtree(os.path.join(base_directory, str(old)))
+        write_serving_configs(serving_dir, base_directory, kept, labels, settings)
+        commit()
+    logging.info(
+        "Pushed version %d to %s; kept versions %s; labels %s.", version, base_directory, kept, labels
+    )
     return target
 
 
@@ -159,32 +179,44 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-def _publish_local(model_path: str, target: str, prepare: Callable[[str], None]) -> None:
-    """Copy into a hidden sibling, prepare it, rename: atomic on one filesystem."""
+@contextlib.contextmanager
+def _staged_local(
+    model_path: str, target: str, prepare: Callable[[str], None]
+) -> Iterator[Callable[[], None]]:
+    """Copy into a hidden sibling and prepare it; the commit is a rename, atomic on one filesystem."""
     base = os.path.dirname(target)
     _remove_stale_staging(base)
     staging = os.path.join(base, f"{STAGING_PREFIX}{os.path.basename(target)}-{uuid.uuid4().hex[:8]}")
     try:
         io_utils.copy_dir(model_path, staging)
         prepare(staging)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        yield lambda: os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing left once renamed
 
 
-def _publish_remote(model_path: str, target: str, prepare: Callable[[str], None]) -> None:
-    """Object stores have no atomic directory rename: stage locally, upload saved_model.pb last.
+@contextlib.contextmanager
+def _staged_remote(
+    model_path: str, target: str, prepare: Callable[[str], None]
+) -> Iterator[Callable[[], None]]:
+    """Object stores have no atomic rename: stage locally; the commit uploads saved_model.pb last.
 
-    TF Serving starts loading a version when saved_model.pb exists, so
-    uploading it last is the stock Pusher's (and TF Serving's) convention.
+    TF Serving sees the version folder as soon as its first file lands; loading
+    it fails, and is retried, until saved_model.pb is there, so uploading that
+    file last (the stock Pusher's convention) means it never loads a half copy.
     """
     staging = tempfile.mkdtemp(prefix="visiontfx-push-")
     try:
         io_utils.copy_dir(model_path, staging)
         prepare(staging)
-        io_utils.copy_dir(staging, target, deny_regex_patterns=[r"saved_model\.pb$"])
-        io_utils.copy_file(os.path.join(staging, "saved_model.pb"), os.path.join(target, "saved_model.pb"))
+
+        def commit() -> None:
+            io_utils.copy_dir(staging, target, deny_regex_patterns=[r"saved_model\.pb$"])
+            io_utils.copy_file(
+                os.path.join(staging, "saved_model.pb"), os.path.join(target, "saved_model.pb")
+            )
+
+        yield commit
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -248,38 +280,26 @@ def write_warmup_file(export_dir: str, images: Sequence[bytes], model_name: str)
 
 
 def write_serving_configs(
-    serving_dir: str, base_directory: str, versions: Sequence[int], settings: PushSettings
+    serving_dir: str,
+    base_directory: str,
+    versions: Sequence[int],
+    labels: Mapping[str, int],
+    settings: PushSettings,
 ) -> None:
     """models.config (merged with other models' entries), batching.config, monitoring.config."""
     models_path = os.path.join(serving_dir, serving_config.MODELS_CONFIG)
-    existing = None
-    if fileio.exists(models_path):
-        with fileio.open(models_path, "r") as handle:
-            existing = serving_config.parse_models_config(handle.read())
+    existing = serving_config.read_models_config(models_path)
     base_path = os.path.abspath(base_directory) if _is_local(base_directory) else base_directory
     entry = serving_config.model_config(
-        settings.model_name,
-        base_path,
-        versions,
-        settings.keep_versions,
-        settings.version_policy,
-        settings.canary,
+        settings.model_name, base_path, versions, labels, settings.version_policy
     )
-    _write_text(
+    serving_config.write_text(
         models_path, serving_config.render_models_config(serving_config.merge_model_config(existing, entry))
     )
-    _write_text(
+    serving_config.write_text(
         os.path.join(serving_dir, serving_config.BATCHING_CONFIG),
         serving_config.render_batching_config(settings.batching),
     )
-    _write_text(
+    serving_config.write_text(
         os.path.join(serving_dir, serving_config.MONITORING_CONFIG), serving_config.render_monitoring_config()
     )
-
-
-def _write_text(path: str, text: str) -> None:
-    """Replace-by-rename, so a server polling the file never reads half of it."""
-    temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fileio.open(temporary, "w") as handle:
-        handle.write(text)
-    fileio.rename(temporary, path, overwrite=True)

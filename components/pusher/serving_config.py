@@ -11,12 +11,18 @@ Layout written by the Pusher (``<serving_dir>`` is the parent of the model's
 
 Nothing here imports TFX or (at module level) TensorFlow, so the rendering is
 unit-tested on its own and the serving commands can import it cheaply.
+
+Versions and labels (the same design as kubernetes/base/config/models.config):
+a push adds its version and never moves a label (see ``labels_after_push``);
+``visiontfx promote`` moves a label once the server reports its version
+AVAILABLE, which is the only move TF Serving accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 from typing import Iterable, Literal, Mapping, Sequence
 
 from google.protobuf import text_format
@@ -77,41 +83,56 @@ def integer_versions(names: Iterable[str]) -> list[int]:
     return sorted(int(name.rstrip("/")) for name in names if name.rstrip("/").isdigit())
 
 
-def version_labels(versions: Sequence[int], canary: bool = False) -> dict[str, int]:
-    """``stable`` and ``canary`` for the kept versions.
+def labels_after_push(
+    previous: Mapping[str, int], on_disk: Sequence[int], new_version: int, canary: bool
+) -> dict[str, int]:
+    """The labels a push writes: the previous ones, never moved.
 
-    Every pushed version is blessed. Without a canary phase both labels name the
-    newest version; with one, ``canary`` is the newest and ``stable`` stays on
-    the previous version until the next push promotes it. Both labels always
-    exist, so clients pinned to either never see an unknown label.
+    TF Serving refuses a whole config reload that moves a label onto a version
+    that is not AVAILABLE yet, and a version just pushed is not: so a push only
+    adds its version, and ``visiontfx promote`` moves a label once the
+    server reports the version AVAILABLE. Labels on versions gone from disk are
+    dropped. The first push creates ``stable`` (and ``canary`` when a canary
+    phase is configured) on its version: a label that does not exist yet may name
+    a loading version when the server runs with
+    ``--allow_version_labels_for_unavailable_models`` (and on a server's first
+    config, labels are assigned once the versions have loaded).
     """
-    if not versions:
-        return {}
-    ordered = sorted(versions)
-    newest = ordered[-1]
-    stable = ordered[-2] if canary and len(ordered) > 1 else newest
-    return {STABLE: stable, CANARY: newest}
+    present = set(on_disk)
+    kept = {label: version for label, version in previous.items() if version in present}
+    if kept:
+        return dict(sorted(kept.items()))
+    return {STABLE: new_version, CANARY: new_version} if canary else {STABLE: new_version}
+
+
+def versions_to_keep(on_disk: Sequence[int], keep_versions: int, labels: Mapping[str, int]) -> list[int]:
+    """The newest ``keep_versions`` versions and every labelled one (no label names a deleted version)."""
+    newest = sorted(on_disk)[-keep_versions:]
+    return sorted(set(newest) | (set(labels.values()) & set(on_disk)))
 
 
 def model_config(
     name: str,
     base_path: str,
     versions: Sequence[int],
-    keep_versions: int,
+    labels: Mapping[str, int],
     policy: VersionPolicy = "latest",
-    canary: bool = False,
 ) -> model_server_config_pb2.ModelConfig:
     """One model's entry: where it lives, which versions load, and its labels.
 
-    ``latest`` loads the newest ``keep_versions`` (what is on disk); ``specific``
-    loads only the labelled versions, which halves the memory of a canary setup.
+    ``versions`` are the versions kept on disk. ``latest`` loads all of them (its
+    count is theirs, so an old labelled version is never pushed out by newer
+    ones); ``specific`` loads only the labelled versions and the newest, which
+    saves memory when several versions are kept for rollback.
     """
-    labels = version_labels(versions, canary)
+    if not os.path.isabs(base_path) and "://" not in base_path:
+        raise ValueError(f"base_path {base_path!r} must be absolute (TF Serving refuses relative paths)")
     config = model_server_config_pb2.ModelConfig(name=name, base_path=base_path, model_platform="tensorflow")
     if policy == "latest":
-        config.model_version_policy.latest.num_versions = keep_versions
+        config.model_version_policy.latest.num_versions = max(1, len(versions))
     elif policy == "specific":
-        config.model_version_policy.specific.versions.extend(sorted(set(labels.values())))
+        loaded = set(labels.values()) | ({max(versions)} if versions else set())
+        config.model_version_policy.specific.versions.extend(sorted(loaded))
     else:
         raise ValueError(f"Unknown version policy {policy!r}: use 'latest' or 'specific'")
     for label, version in sorted(labels.items()):
@@ -119,23 +140,71 @@ def model_config(
     return config
 
 
+def move_label(
+    model: model_server_config_pb2.ModelConfig, label: str, version: int
+) -> model_server_config_pb2.ModelConfig:
+    """``model`` with ``label`` on ``version`` (the caller has checked that the version is AVAILABLE).
+
+    A ``specific`` policy keeps loading the version the label leaves only while
+    another label names it or it is the newest listed.
+    """
+    moved = model_server_config_pb2.ModelConfig()
+    moved.CopyFrom(model)
+    moved.version_labels[label] = version
+    if moved.model_version_policy.WhichOneof("policy_choice") == "specific":
+        listed = set(moved.model_version_policy.specific.versions) | {version}
+        loaded = set(moved.version_labels.values()) | {max(listed)}
+        del moved.model_version_policy.specific.versions[:]
+        moved.model_version_policy.specific.versions.extend(sorted(loaded))
+    return moved
+
+
+def find_model(
+    config: model_server_config_pb2.ModelServerConfig, name: str
+) -> model_server_config_pb2.ModelConfig | None:
+    return next((entry for entry in config.model_config_list.config if entry.name == name), None)
+
+
 def merge_model_config(
     existing: model_server_config_pb2.ModelServerConfig | None,
     model: model_server_config_pb2.ModelConfig,
 ) -> model_server_config_pb2.ModelServerConfig:
-    """``existing`` with ``model``'s entry added or replaced; other models' entries are kept."""
+    """``existing`` with ``model``'s entry replaced in place, or added last; other entries are kept."""
     merged = model_server_config_pb2.ModelServerConfig()
     entries = list(existing.model_config_list.config) if existing is not None else []
+    replaced = False
     for entry in entries:
-        if entry.name != model.name:
-            merged.model_config_list.config.add().CopyFrom(entry)
-    merged.model_config_list.config.add().CopyFrom(model)
+        if entry.name == model.name:
+            entry, replaced = model, True
+        merged.model_config_list.config.add().CopyFrom(entry)
+    if not replaced:
+        merged.model_config_list.config.add().CopyFrom(model)
     return merged
 
 
 def parse_models_config(text: str) -> model_server_config_pb2.ModelServerConfig:
     """A ``models.config`` text proto (raises text_format.ParseError when malformed)."""
     return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def read_models_config(path: str) -> model_server_config_pb2.ModelServerConfig | None:
+    """``path`` parsed (local or gs://), or None when there is no such file."""
+    from tensorflow.io import gfile
+
+    if not gfile.exists(path):
+        return None
+    with gfile.GFile(path, "r") as handle:
+        return parse_models_config(handle.read())
+
+
+def write_text(path: str, text: str) -> None:
+    """Replace-by-rename (local or gs://), so a server polling the file never reads half of it."""
+    from tensorflow.io import gfile
+
+    temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with gfile.GFile(temporary, "w") as handle:
+        handle.write(text)
+    gfile.rename(temporary, path, overwrite=True)
 
 
 def render_models_config(config: model_server_config_pb2.ModelServerConfig) -> str:

@@ -5,7 +5,7 @@
 2. else a Docker engine that answers ``docker info`` → the official
    ``tensorflow/serving`` image, the serving directory mounted read-only at the
    same path (so models.config's absolute base paths stay valid);
-3. else the local server (``components/serving/server.py``), which speaks the
+3. else the local server (``tools/serving/server.py``), which speaks the
    same REST and gRPC APIs.
 
 Importing this module is cheap (no TensorFlow): the CLI builds its parser first.
@@ -82,7 +82,7 @@ def model_server_flags(
         flags += [
             f"--model_config_file={models_config}",
             f"--model_config_file_poll_wait_seconds={poll}",
-            # Labels in models.config may name a version still loading; see serving_config.version_labels.
+            # A first push labels a version still loading; see serving_config.labels_after_push.
             "--allow_version_labels_for_unavailable_models=true",
         ]
     else:
@@ -159,7 +159,7 @@ def _run_local(args: argparse.Namespace, serving_dir: str, model_name: str) -> i
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from visiontfx.components.serving.server import LocalModelServer, ServerOptions
+    from visiontfx.tools.serving.server import LocalModelServer, ServerOptions
 
     server = LocalModelServer(
         ServerOptions(
@@ -170,6 +170,9 @@ def _run_local(args: argparse.Namespace, serving_dir: str, model_name: str) -> i
             grpc_port=args.grpc_port,
             poll_seconds=args.poll_seconds,
             max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+            # As the flags given to tensorflow_model_server above: the Pusher's first
+            # push creates its labels on a version that is still loading.
+            allow_version_labels_for_unavailable_models=True,
         )
     )
     server.start()
@@ -180,7 +183,7 @@ def _run_local(args: argparse.Namespace, serving_dir: str, model_name: str) -> i
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m visiontfx.components.serving.commands``)."""
+    """Standalone entry point (``python -m visiontfx.tools.serving.commands``)."""
     import visiontfx  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
     parser = argparse.ArgumentParser(prog="visiontfx serve", description=__doc__.splitlines()[0])

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from visiontfx.components.serving.client import ServingClient, ServingClientError, TopK
+from visiontfx.tools.serving.client import ServingClient, ServingClientError, TopK
 
 BATCH = 32  # images per request
 

@@ -1,0 +1,1 @@
+"""Serving tools: the local TF Serving stand-in, clients, and the serve / predict / promote commands."""
