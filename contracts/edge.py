@@ -31,3 +31,5 @@ EDGE_PROPERTY = "edge_models"
 
 # The Model artifact's folder that holds the SavedModel (TFX's convention).
 SERVING_MODEL_DIR = "Format-Serving"
+# The class names of every pushed version, line i = output index i (local tools read it).
+PUSHED_LABELS = "assets.extra/labels.txt"

@@ -53,7 +53,9 @@ class EdgeSettings:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"Unknown EdgeExport custom_config keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(
+                f"Unknown EdgeExport custom_config keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         values["class_names"] = tuple(values.get("class_names") or ())
         return cls(**values)
 
@@ -74,7 +76,9 @@ def pixel_function(saved_model_dir: str, backbone: str, image_size: int) -> tupl
     loaded = tf.saved_model.load(saved_model_dir)
     info = backbone_info(backbone)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name=PIXELS_INPUT)])
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name=PIXELS_INPUT)]
+    )
     def classify(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         scaled = (pixels - info.offset) / info.scale  # Transform's scale_pixels, traced into the model
         return {OUTPUT: tf.cast(loaded(scaled, training=False), tf.float32)}

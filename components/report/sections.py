@@ -11,6 +11,7 @@ import math
 import random
 from typing import Any, Sequence
 
+from visiontfx.components.evaluator.confusion import confused_pairs, per_class_metrics
 from visiontfx.components.report import plots
 from visiontfx.components.report.facts import LR_FINDER_FILE, LabeledImage, Prediction, ReportData
 from visiontfx.components.report.page import (
@@ -602,23 +603,6 @@ def comparison_part(data: ReportData) -> list[object]:
     ]
 
 
-def per_class_metrics(matrix: Sequence[Sequence[int]]) -> list[dict[str, float]]:
-    """support, correct, precision, recall and F1 per class from a confusion matrix (rows: truth)."""
-    size = len(matrix)
-    metrics = []
-    for c in range(size):
-        support = sum(matrix[c])
-        predicted = sum(matrix[r][c] for r in range(size))
-        correct = matrix[c][c]
-        precision = correct / predicted if predicted else 0.0
-        recall = correct / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        metrics.append(
-            {"support": support, "correct": correct, "precision": precision, "recall": recall, "f1": f1}
-        )
-    return metrics
-
-
 def confusion_part(data: ReportData, figures: Figures) -> list[object]:
     matrix = data.confusion
     if not matrix or not any(any(row) for row in matrix):
@@ -677,12 +661,6 @@ def per_class_part(data: ReportData) -> Markup:
             ),
         ]
     )
-
-
-def confused_pairs(matrix: Sequence[Sequence[int]], limit: int) -> list[tuple[int, int, int]]:
-    """(true, predicted, count) of the largest off-diagonal cells, largest first."""
-    pairs = [(r, c, n) for r, row in enumerate(matrix) for c, n in enumerate(row) if r != c and n]
-    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))[:limit]
 
 
 def confused_pairs_part(data: ReportData) -> Markup:
