@@ -29,6 +29,10 @@ MODEL_CARD_HTML = "assets.extra/model_card.html"
 MODEL_CARD_PROPERTY = "model_card"
 EDGE_PROPERTY = "edge_models"
 
+# The DAG node and its output key (the report reads the parity from ML Metadata).
+EDGE_EXPORT_ID = "EdgeExport"
+EDGE_MODEL_OUTPUT = "edge_model"
+
 # The Model artifact's folder that holds the SavedModel (TFX's convention).
 SERVING_MODEL_DIR = "Format-Serving"
 # The class names of every pushed version, line i = output index i (local tools read it).

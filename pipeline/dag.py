@@ -24,6 +24,7 @@ from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
 from visiontfx.components.pusher.component import ServingPusher
 from visiontfx.components.serving.signatures import EXAMPLES_SIGNATURE
+from visiontfx.contracts.edge import EDGE_EXPORT_ID
 from visiontfx.pipeline.config import Config, ConfigError
 from visiontfx.pipeline.metadata import BASELINE_RESOLVER_ID
 
@@ -267,7 +268,7 @@ def create_pipeline(
             model_run=trainer.outputs["model_run"],
             examples=examples,
             custom_config=edge_custom_config(config, class_names),
-        )
+        ).with_id(EDGE_EXPORT_ID)
         if config.edge.enabled
         else None
     )

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import glob
 import os
+import re
 import sys
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -62,23 +63,25 @@ def _walk(folder: str) -> Iterator[str]:
                 yield os.path.join(root, name)
 
 
-def image_items(folder: str) -> Iterator[Item]:
+def read_image(path: str, name: str) -> Item:
+    """One file as an Item: its bytes, or why it cannot be an image (checked by its leading bytes)."""
     from visiontfx.components.serving.signatures import image_format
 
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        return Item(name, error=f"cannot be read: {error.strerror or error}")
+    if not data:
+        return Item(name, error="empty file")
+    if image_format(data) is None:
+        return Item(name, error="not a JPEG, PNG, GIF or BMP image (unknown leading bytes)")
+    return Item(name, data)
+
+
+def image_items(folder: str) -> Iterator[Item]:
     for path in _walk(folder):
-        name = os.path.relpath(path, folder)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except OSError as error:
-            yield Item(name, error=f"cannot be read: {error.strerror or error}")
-            continue
-        if not data:
-            yield Item(name, error="empty file")
-        elif image_format(data) is None:
-            yield Item(name, error="not a JPEG, PNG, GIF or BMP image (unknown leading bytes)")
-        else:
-            yield Item(name, data)
+        yield read_image(path, os.path.relpath(path, folder))
 
 
 def tfrecord_items(source: str) -> Iterator[Item]:
@@ -138,19 +141,38 @@ def predict_batch(predictor: Predictor, batch: Sequence[Item]) -> list[np.ndarra
         try:
             results.append(predictor.probabilities([item.data])[0])
         except Exception as error:
-            item.error = f"cannot be decoded: {_first_line(error)}"
+            item.error = f"cannot be decoded: {first_line(error)}"
             results.append(None)
     return results
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The line of a (TensorFlow) error that says what is wrong, e.g. "Invalid PNG. Failed to …".
+
+    Graph errors start with "Graph execution error" and a node trace; the cause is the
+    first line that is neither.
+    """
     message = getattr(error, "message", None) or str(error)
-    return message.strip().splitlines()[0][:200] if message.strip() else type(error).__name__
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(noise)]
+    line = (useful or lines or [type(error).__name__])[0]
+    # Eager errors wrap the cause: "{{function_node …}} Invalid PNG. … [Op:DecodeImage] name:".
+    return re.sub(r"\s*\[Op:.*$", "", re.sub(r"^\{\{[^}]*\}\}\s*", "", line))[:200]
+
+
+def top_k_pairs(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The k most probable (class, score), best first."""
+    order = np.argsort(-probabilities)[: min(k, len(class_names))]
+    return [(class_names[i], float(probabilities[i])) for i in order]
 
 
 def top_k_row(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list[str]:
-    order = np.argsort(-probabilities)[:k]
-    return [value for i in order for value in (class_names[i], f"{probabilities[i]:.6f}")]
+    return [
+        value
+        for label, score in top_k_pairs(probabilities, class_names, k)
+        for value in (label, f"{score:.6f}")
+    ]
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from visiontfx.contracts import edge
 MODEL_KEY = "model"
 MODEL_RUN_KEY = "model_run"
 EXAMPLES_KEY = "examples"
-EDGE_MODEL_KEY = "edge_model"
+EDGE_MODEL_KEY = edge.EDGE_MODEL_OUTPUT
 CUSTOM_CONFIG_KEY = "custom_config"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -80,8 +79,3 @@ def read_labels(folder: str) -> list[str]:
         raise FileNotFoundError(f"{path} is missing: the TFLite models need their labels.txt beside them.")
     with tf.io.gfile.GFile(path) as handle:
         return [line for line in handle.read().splitlines() if line]
-
-
-def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list[tuple[str, float]]:
-    order = np.argsort(-probabilities)[: min(k, len(class_names))]
-    return [(class_names[i], float(probabilities[i])) for i in order]
