@@ -26,6 +26,8 @@ EDGES = {
     ("Trainer", "latest_blessed_model_resolver"),  # the candidate is excluded from the baselines
     ("ImportSchemaGen", "Trainer"),
     ("ImportSchemaGen", "Evaluator"),
+    ("Trainer", "EdgeExport"),  # TFLite from the trained model …
+    ("EdgeExport", "Pusher"),  # … copied into the pushed version
 }
 
 
@@ -48,7 +50,8 @@ def test_the_dag_reads_like_the_design(tmp_path: Path, source: str, example_gen:
     )
     ids = [c.id for c in pipeline.components]
     assert ids[0] == example_gen and ids[-1] == "Pusher"
-    expected = EDGES | {(example_gen, n) for n in ("StatisticsGen", "Transform", "Trainer", "Evaluator")}
+    readers = ("StatisticsGen", "Transform", "Trainer", "Evaluator", "EdgeExport", "Pusher")
+    expected = EDGES | {(example_gen, n) for n in readers}
     assert _edges(pipeline) == expected
 
 
@@ -107,3 +110,25 @@ def test_tuning_adds_a_tuner_feeding_the_trainer(tmp_path: Path) -> None:
         from_dict({}), RunLocations(str(tmp_path / "r2"), str(tmp_path / "s2"), str(tmp_path / "m2.sqlite"))
     )
     assert "Tuner" not in {c.id for c in untuned.components}
+
+
+def test_edge_export_and_bulk_inference_follow_the_config(tmp_path: Path) -> None:
+    locations = RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
+    default = create_pipeline(from_dict({}), locations)
+    ids = {c.id for c in default.components}
+    assert "EdgeExport" in ids and not ids & {"InferenceExampleGen", "BulkInferrer"}
+    pusher = next(c for c in default.components if c.id == "Pusher")
+    assert {"edge_model", "evaluation", "examples", "model_run"} <= set(pusher.inputs)
+
+    config = from_dict({"edge": {"enabled": False}, "inference": {"path": str(tmp_path / "unlabelled")}})
+    pipeline = create_pipeline(config, locations)
+    edges = _edges(pipeline)
+    assert "EdgeExport" not in {c.id for c in pipeline.components}
+    bulk = {
+        ("InferenceExampleGen", "BulkInferrer"),
+        ("Trainer", "BulkInferrer"),
+        ("Evaluator", "BulkInferrer"),
+    }
+    assert bulk <= edges
+    inferrer = next(c for c in pipeline.components if c.id == "BulkInferrer")
+    assert "serving_examples" in inferrer.exec_properties["model_spec"]
