@@ -25,6 +25,7 @@ DAG_NODES = {
     "Trainer",
     "latest_blessed_model_resolver",
     "Evaluator",
+    "EdgeExport",
     "Pusher",
 }
 

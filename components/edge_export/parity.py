@@ -43,6 +43,15 @@ def representative_pixels(files: Sequence[str], image_size: int, count: int) -> 
         yield from pixels.numpy()
 
 
+def verdict(reference_accuracy: float, accuracy: float, max_drop_points: float) -> tuple[float, bool]:
+    """(accuracy points lost against the SavedModel, whether the TFLite model is recommended).
+
+    A TFLite model that scores higher than the SavedModel loses nothing (a negative drop).
+    """
+    drop = (reference_accuracy - accuracy) * 100.0
+    return drop, drop <= max_drop_points + 1e-9
+
+
 def measure(
     saved_model_dir: str,
     models: Mapping[str, str],
@@ -78,7 +87,7 @@ def measure(
     variants = {}
     for variant, classifier in classifiers.items():
         accuracy = correct[variant] / total
-        drop = (reference - accuracy) * 100.0
+        drop, recommended = verdict(reference, accuracy, settings.max_drop(variant))
         variants[variant] = {
             "file": os.path.basename(models[variant]),
             "bytes": classifier.size_bytes,
@@ -88,7 +97,7 @@ def measure(
             "max_drop_points": settings.max_drop(variant),
             "agreement_with_savedmodel": agree[variant] / total,
             "latency_ms": classifier.latency_ms(first_pixels, settings.latency_runs),
-            "recommended": drop <= settings.max_drop(variant),
+            "recommended": recommended,
         }
     return {
         "split": split,
