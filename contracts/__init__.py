@@ -1,0 +1,1 @@
+"""The bottom layer: names, keys, ids and failure kinds shared by every other layer (no TensorFlow)."""

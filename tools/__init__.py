@@ -1,0 +1,1 @@
+"""Tools on top of the pipeline: serving, prediction and other commands (never imported by components)."""
