@@ -56,12 +56,13 @@ def _cli(*argv: str) -> tuple[int, str, str]:
 @pytest.fixture()
 def mixed_folder(tiny_runs: dict[str, Any], tmp_path: Path) -> tuple[Path, set[str], dict[str, str]]:
     folder = tmp_path / "photos"
-    (folder / "nested" / "deeper").mkdir(parents=True)
+    (folder / "nested").mkdir(parents=True)
     good = set()
     for index, data in enumerate(_images(tiny_runs, 37)):
         name = (
             ("nested/" if index % 3 else "") + ("deeper/" if index % 5 == 0 else "") + f"img{index:02d}.png"
         )
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
         good.add(name)
     png = next(iter((folder / n) for n in sorted(good))).read_bytes()

@@ -83,13 +83,35 @@ def test_existing_tfrecords_run_through_import_example_gen(tiny_runs: dict[str, 
     from visiontfx.pipeline.local_runner import run_pipeline
 
     config = tiny_config(
-        tmp_path / "run", "data.source=tfrecord", f"data.path={data}", "pipeline.name=tfrecords"
+        tmp_path / "run",
+        "data.source=tfrecord",
+        f"data.path={data}",
+        "pipeline.name=tfrecords",
+        f"inference.path={data / 'test'}",  # BulkInferrer labels these with the blessed model
     )
     summary = run_pipeline(config)
     assert "ImportExampleGen" in summary["components"] and "ImageExampleGen" not in summary["components"]
     assert set(summary["components"].values()) == {"COMPLETE"}
     assert summary["blessed"] and summary["pushed"]
     assert summary["evaluated_examples"] == 200  # the test split given as input
+
+    # The optional BulkInferrer step: one PredictionLog per record, from the serving_examples signature.
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    bulk = metadata.load_run(summary["metadata_path"], "tfrecords", summary["run_id"])
+    logs = tf.io.gfile.glob(str(Path(bulk.uri("BulkInferrer", "inference_result")) / "*.gz"))
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(logs, "GZIP")
+    ]
+    assert len(records) == 200
+    outputs = records[0].predict_log.response.outputs
+    assert {"probabilities", "classes", "scores"} <= set(outputs)
+    labels = (data / "labels.txt").read_text().splitlines()
+    assert outputs["classes"].string_val[0].decode() in labels
+    # TFLite from ImportExampleGen inputs too (class names from the Trainer's record).
+    edge_folder = Path(summary["pushed_to"]) / "assets.extra" / "edge"
+    assert (edge_folder / "labels.txt").read_text().splitlines() == labels
 
 
 def test_extra_beam_args_are_split_like_a_shell() -> None:

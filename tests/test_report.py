@@ -224,7 +224,8 @@ def test_every_section_and_part_is_present(report_run: dict[str, Any]) -> None:
 def test_gradcam_overlays_and_tflite_parity_are_shown(report_run: dict[str, Any]) -> None:
     page: Page = report_run["parsed"]
     placed = {image["data-file"].split("-", 1)[1][: -len(".png")]: image["inside"] for image in page.images}
-    assert "misclassified" in placed["misclassified-gradcam"] and "explanations" in placed["per-class-gradcam"]
+    assert "misclassified" in placed["misclassified-gradcam"]
+    assert "explanations" in placed["per-class-gradcam"]
     per_class = _decode_png(next(i["src"] for i in page.images if "per-class-gradcam" in i["data-file"]))
     pixels = np.asarray(per_class.convert("RGB")).astype(int)
     assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 60).mean() > 0.05, "no heatmap colours on grey images"
