@@ -109,7 +109,9 @@ def _data_section(facts: CardFacts) -> Section:
         "Data",
         [
             f"Source: {facts.data_source or 'n/a'}." + (f" Examples {spans}." if spans else ""),
-            f"Images rejected on ingestion: {facts.rejected}.",
+            f"Images rejected on ingestion: {facts.rejected}."
+            if splits
+            else "Images per class: not recorded (no ingestion report in the Examples, e.g. TFRecord input).",
         ],
         [Table(["class", *splits], rows)] if splits else [],
     )
