@@ -229,6 +229,29 @@ class KubeflowResources:
 
 
 @dataclasses.dataclass(frozen=True)
+class EdgeConfig:
+    """TFLite float16 + int8 models beside every pushed version (the EdgeExport component)."""
+
+    enabled: bool = True
+    representative_images: int = 200  # training images that calibrate int8
+    parity_images: int = 0  # test images the parity is measured on (0: the whole split)
+    # Parity goals in accuracy points below the SavedModel; a model missing one is
+    # still pushed, with that TFLite file marked "not recommended".
+    float16_max_drop: float = 0.3
+    int8_max_drop: float = 1.5
+    latency_runs: int = 50  # single-image invokes timed per model
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """An optional TFX BulkInferrer step that labels unlabeled data with the blessed model."""
+
+    # A folder of TFRecord shards of tf.Examples holding image/encoded (as
+    # ImportExampleGen reads them); empty: no inference step.
+    path: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
     platform: KubeflowPlatform = "kubeflow"
     image: str = "ghcr.io/visiontfx/visiontfx:0.1.0"
@@ -260,6 +283,8 @@ class Config:
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
+    edge: EdgeConfig = EdgeConfig()
+    inference: InferenceConfig = InferenceConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
 
     def to_dict(self) -> dict[str, Any]:
@@ -468,6 +493,14 @@ def _check_ranges(instance: Any, prefix: str) -> None:
                 f"'{p}{key}' must be a PersistentVolumeClaim name (lowercase letters, digits, '-', '.'), "
                 f"got {name!r}.",
             )
+    elif isinstance(instance, EdgeConfig):
+        _require(instance.representative_images >= 1, f"'{p}representative_images' must be at least 1.")
+        _require(instance.parity_images >= 0, f"'{p}parity_images' must be >= 0 (0 = the whole split).")
+        _require(
+            instance.float16_max_drop >= 0 and instance.int8_max_drop >= 0,
+            f"'{p}float16_max_drop' and '{p}int8_max_drop' are accuracy points and must be >= 0.",
+        )
+        _require(instance.latency_runs >= 1, f"'{p}latency_runs' must be at least 1.")
     elif isinstance(instance, PipelineConfig):
         _require(
             not instance.beam_worker_pool

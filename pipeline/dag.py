@@ -1,7 +1,9 @@
 """The visiontfx DAG, one function for every runner (local Beam and Kubeflow).
 
 ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → Transform →
-Trainer → Evaluator (against the latest blessed model) → Pusher.
+Trainer → Evaluator (against the latest blessed model) → EdgeExport (TFLite) →
+Pusher (SavedModel, TFLite files and model card), plus optionally
+InferenceExampleGen → BulkInferrer (``inference.path``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any, Literal, Sequence
 
 import tensorflow as tf
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
 from visiontfx.components.drift.baseline import PreviousTrainedStatisticsStrategy
@@ -22,19 +23,15 @@ from visiontfx.components.drift.comparators import SPLIT_PAIR, distribution_vali
 from visiontfx.components.drift.gate import DriftGate
 from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
 from visiontfx.components.drift.validator import ColdStartDistributionValidator
+from visiontfx.components.edge_export.component import EdgeExport
 from visiontfx.components.evaluator.baseline_resolver import LatestBlessedOtherModelStrategy
 from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
-from visiontfx.components.pusher.executor import Executor as ServingPusherExecutor
+from visiontfx.components.pusher.component import ServingPusher
+from visiontfx.components.serving.signatures import EXAMPLES_SIGNATURE
+from visiontfx.contracts.edge import EDGE_EXPORT_ID
 from visiontfx.pipeline.config import Config, ConfigError
 from visiontfx.pipeline.metadata import BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID
-
-
-class ServingPusher(tfx.components.Pusher):
-    """TFX's Pusher with our executor: atomic pushes, kept versions, TF Serving configs, warmup."""
-
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ServingPusherExecutor)
-
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 # How the Evaluator finds its baseline (see make_baseline_resolver).
@@ -137,6 +134,49 @@ def read_tfrecord_class_names(data_root: str) -> list[str]:
         raise FileNotFoundError(f"{path} is missing: TFRecord inputs need labels.txt (line i = label i).")
     with tf.io.gfile.GFile(path) as handle:
         return [line.strip() for line in handle.read().splitlines() if line.strip()]
+
+
+def describe_source(config: Config, data_root: Any) -> str:
+    """For the model card: the source and where it was read (a Kubeflow runtime root by name)."""
+    where = config.data.tfds_name or (data_root if isinstance(data_root, str) else config.data.path)
+    return f"{config.data.source} ({where or 'its default location'})"
+
+
+def edge_custom_config(config: Config, class_names: Sequence[str] = ()) -> dict[str, Any]:
+    edge = config.edge
+    return {
+        "backbone": config.model.backbone,
+        "image_size": config.model.image_size,
+        "representative_images": edge.representative_images,
+        "parity_images": edge.parity_images,
+        "float16_max_drop": edge.float16_max_drop,
+        "int8_max_drop": edge.int8_max_drop,
+        "latency_runs": edge.latency_runs,
+        "class_names": list(class_names),
+    }
+
+
+def make_bulk_inferrer(config: Config, model: Any, model_blessing: Any) -> tuple[Any, Any] | None:
+    """(ImportExampleGen, BulkInferrer) labelling ``inference.path`` with the blessed model, or None.
+
+    BulkInferrer runs the SavedModel's serialized-Example signature; it skips
+    itself when the model is not blessed. Its PredictionLogs hold the
+    probabilities, the top-k classes and their scores.
+    """
+    if not config.inference.path:
+        return None
+    inference_examples = tfx.components.ImportExampleGen(
+        input_base=config.inference.path,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="unlabelled", pattern="*")]),
+    ).with_id("InferenceExampleGen")
+    bulk_inferrer = tfx.components.BulkInferrer(
+        examples=inference_examples.outputs["examples"],
+        model=model,
+        model_blessing=model_blessing,
+        data_spec=tfx.proto.DataSpec(),
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_SIGNATURE]),
+    )
+    return inference_examples, bulk_inferrer
 
 
 def make_baseline_resolver(candidate: Any, baseline: Baseline) -> tfx.dsl.Resolver | None:
@@ -260,14 +300,27 @@ def create_pipeline(
             trainer.add_upstream_node(node)  # drift beyond a threshold stops the run before training
     latest_blessed_model = make_baseline_resolver(trainer.outputs["model"], baseline)
 
+    evaluated_split = "test" if has_test_split(config, data_root) else "eval"
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"] if latest_blessed_model else None,
         schema=schema,
         eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
-        example_splits=["test" if has_test_split(config, data_root) else "eval"],
+        example_splits=[evaluated_split],
     )
+
+    edge_export = (
+        EdgeExport(
+            model=trainer.outputs["model"],
+            model_run=trainer.outputs["model_run"],
+            examples=examples,
+            custom_config=edge_custom_config(config, class_names),
+        ).with_id(EDGE_EXPORT_ID)
+        if config.edge.enabled
+        else None
+    )
+    bulk_inference = make_bulk_inferrer(config, trainer.outputs["model"], evaluator.outputs["blessing"])
 
     pusher = ServingPusher(
         model=trainer.outputs["model"],
@@ -281,6 +334,14 @@ def create_pipeline(
             "model_name": config.serving.model_name,
             "keep_versions": config.serving.keep_versions,
             "warmup_requests": config.serving.warmup_requests,
+        },
+        edge_model=edge_export.outputs["edge_model"] if edge_export else None,
+        examples=examples,
+        model_run=trainer.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"],
+        model_card={
+            "data_source": describe_source(config, data_root),
+            "evaluated_split": evaluated_split,
         },
     ).with_id("Pusher")
 
@@ -300,6 +361,8 @@ def create_pipeline(
                 trainer,
                 latest_blessed_model,
                 evaluator,
+                edge_export,
+                *(bulk_inference or ()),
                 pusher,
             )
             if component is not None

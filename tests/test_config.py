@@ -69,6 +69,13 @@ def test_int_given_for_float_is_accepted() -> None:
         ({"data": {"class_names": ["a", "a"]}}, "'data.class_names' must be distinct"),
         ({"data": {"class_names": ["a", "b"]}}, "'data.class_names' is for source 'tfrecord' only"),
         ({"data": {"class_names": {"a": 1}}}, "'data.class_names' must be a list"),
+        (
+            {"edge": {"int8_max_drop": -1}},
+            "'edge.float16_max_drop' and 'edge.int8_max_drop' are accuracy points",
+        ),
+        ({"edge": {"representative_images": 0}}, "'edge.representative_images' must be at least 1"),
+        ({"edge": {"parity_images": -5}}, "'edge.parity_images' must be >= 0"),
+        ({"inference": {"paht": "x"}}, "Did you mean 'path'?"),
     ],
 )
 def test_bad_values_fail_naming_the_key(values: dict, message: str) -> None:

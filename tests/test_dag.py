@@ -30,6 +30,8 @@ EDGES = {
     ("StatisticsGen", "previous_trained_statistics_resolver"),  # the candidate is excluded
     ("StatisticsGen", "DistributionValidator"),
     ("previous_trained_statistics_resolver", "DistributionValidator"),
+    ("Trainer", "EdgeExport"),  # TFLite from the trained model …
+    ("EdgeExport", "Pusher"),  # … copied into the pushed version
 }
 
 
@@ -52,7 +54,8 @@ def test_the_dag_reads_like_the_design(tmp_path: Path, source: str, example_gen:
     )
     ids = [c.id for c in pipeline.components]
     assert ids[0] == example_gen and ids[-1] == "Pusher"
-    expected = EDGES | {(example_gen, n) for n in ("StatisticsGen", "Transform", "Trainer", "Evaluator")}
+    readers = ("StatisticsGen", "Transform", "Trainer", "Evaluator", "EdgeExport", "Pusher")
+    expected = EDGES | {(example_gen, n) for n in readers}
     assert _edges(pipeline) == expected
 
 
@@ -84,13 +87,35 @@ def test_existing_tfrecords_run_through_import_example_gen(tiny_runs: dict[str, 
     from visiontfx.pipeline.local_runner import run_pipeline
 
     config = tiny_config(
-        tmp_path / "run", "data.source=tfrecord", f"data.path={data}", "pipeline.name=tfrecords"
+        tmp_path / "run",
+        "data.source=tfrecord",
+        f"data.path={data}",
+        "pipeline.name=tfrecords",
+        f"inference.path={data / 'test'}",  # BulkInferrer labels these with the blessed model
     )
     summary = run_pipeline(config)
     assert "ImportExampleGen" in summary["components"] and "ImageExampleGen" not in summary["components"]
     assert set(summary["components"].values()) == {"COMPLETE"}
     assert summary["blessed"] and summary["pushed"]
     assert summary["evaluated_examples"] == 200  # the test split given as input
+
+    # The optional BulkInferrer step: one PredictionLog per record, from the serving_examples signature.
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    bulk = metadata.load_run(summary["metadata_path"], "tfrecords", summary["run_id"])
+    logs = tf.io.gfile.glob(str(Path(bulk.uri("BulkInferrer", "inference_result")) / "*.gz"))
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(logs, "GZIP")
+    ]
+    assert len(records) == 200
+    outputs = records[0].predict_log.response.outputs
+    assert {"probabilities", "classes", "scores"} <= set(outputs)
+    labels = (data / "labels.txt").read_text().splitlines()
+    assert outputs["classes"].string_val[0].decode() in labels
+    # TFLite from ImportExampleGen inputs too (class names from the Trainer's record).
+    edge_folder = Path(summary["pushed_to"]) / "assets.extra" / "edge"
+    assert (edge_folder / "labels.txt").read_text().splitlines() == labels
 
 
 def test_extra_beam_args_are_split_like_a_shell() -> None:
@@ -128,3 +153,25 @@ def test_drift_fail_gates_the_trainer_and_off_or_clusters_have_no_drift_nodes(tm
     assert not ids & drift_nodes
     ids, _ = ids_and_edges({"action": "fail"}, None)  # Kubeflow/Vertex: no custom resolver there
     assert not ids & drift_nodes
+
+
+def test_edge_export_and_bulk_inference_follow_the_config(tmp_path: Path) -> None:
+    locations = RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
+    default = create_pipeline(from_dict({}), locations)
+    ids = {c.id for c in default.components}
+    assert "EdgeExport" in ids and not ids & {"InferenceExampleGen", "BulkInferrer"}
+    pusher = next(c for c in default.components if c.id == "Pusher")
+    assert {"edge_model", "evaluation", "examples", "model_run"} <= set(pusher.inputs)
+
+    config = from_dict({"edge": {"enabled": False}, "inference": {"path": str(tmp_path / "unlabelled")}})
+    pipeline = create_pipeline(config, locations)
+    edges = _edges(pipeline)
+    assert "EdgeExport" not in {c.id for c in pipeline.components}
+    bulk = {
+        ("InferenceExampleGen", "BulkInferrer"),
+        ("Trainer", "BulkInferrer"),
+        ("Evaluator", "BulkInferrer"),
+    }
+    assert bulk <= edges
+    inferrer = next(c for c in pipeline.components if c.id == "BulkInferrer")
+    assert "serving_examples" in inferrer.exec_properties["model_spec"]

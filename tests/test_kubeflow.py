@@ -209,6 +209,27 @@ def test_tfrecord_inputs_compile_with_their_class_names(tmp_path: Path) -> None:
     assert "ImportExampleGen" in spec_of(Path(path))["root"]["dag"]["tasks"]
 
 
+def test_edge_export_and_bulk_inference_compile(tmp_path: Path) -> None:
+    """EdgeExport (a custom artifact type) feeds the Pusher; inference.path adds a BulkInferrer step."""
+    from visiontfx.pipeline.kubeflow import compile_pipeline
+
+    path = compile_pipeline(
+        cluster_config("inference.path=gs://bucket-under-test/unlabelled"), tmp_path / "bulk.yaml", "kubeflow"
+    )
+    spec = spec_of(Path(path))
+    tasks, edges = compiled_graph(spec)
+    assert {"EdgeExport", "InferenceExampleGen", "BulkInferrer"} <= tasks
+    assert {
+        ("EdgeExport", "Pusher"),
+        ("InferenceExampleGen", "BulkInferrer"),
+        ("Evaluator", "BulkInferrer"),
+    } <= (edges)
+    pusher_inputs = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["artifacts"]
+    assert pusher_inputs["edge_model"]["taskOutputArtifact"]["producerTask"] == "EdgeExport"
+    outputs = spec["components"]["EdgeExport"]["outputDefinitions"]["artifacts"]
+    assert "title: visiontfx.EdgeModel" in outputs["edge_model"]["artifactType"]["instanceSchema"]
+
+
 def test_spec_depends_on_nothing_of_the_compiling_machine(compiled: dict[str, Path]) -> None:
     from visiontfx.pipeline.kubeflow import IMAGE_SCHEMA_DIR
 
@@ -285,7 +306,7 @@ def test_compile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     spec = spec_of(output)
     default = spec["root"]["inputDefinitions"]["parameters"]["trainer_custom_config"]["defaultValue"]
     assert json.loads(default)["training"]["warmup_epochs"] == 7
-    assert "8 tasks" in capsys.readouterr().out
+    assert "9 tasks" in capsys.readouterr().out  # with EdgeExport
 
 
 def test_command_modules_import_without_tensorflow() -> None:

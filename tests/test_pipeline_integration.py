@@ -27,6 +27,7 @@ DAG_NODES = {
     "previous_trained_statistics_resolver",
     "DistributionValidator",
     "Evaluator",
+    "EdgeExport",
     "Pusher",
 }
 

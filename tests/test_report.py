@@ -50,7 +50,9 @@ PARTS = {
         "per-class",
         "confused-pairs",
         "misclassified",
+        "explanations",
         "prediction-grid",
+        "edge",
     ],
     "lineage": ["components", "artifacts"],
 }
@@ -65,8 +67,11 @@ PICTURED = {
     "baselines",
     "confusion",
     "misclassified",
+    "explanations",
     "prediction-grid",
 }
+# The Grad-CAM overlays (issue 14): over the most confident mistakes and one image per class.
+GRADCAM_FILES = ("misclassified-gradcam", "per-class-gradcam")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -216,6 +221,24 @@ def test_every_section_and_part_is_present(report_run: dict[str, Any]) -> None:
 
 
 @pytest.mark.integration
+def test_gradcam_overlays_and_tflite_parity_are_shown(report_run: dict[str, Any]) -> None:
+    page: Page = report_run["parsed"]
+    placed = {image["data-file"].split("-", 1)[1][: -len(".png")]: image["inside"] for image in page.images}
+    assert "misclassified" in placed["misclassified-gradcam"]
+    assert "explanations" in placed["per-class-gradcam"]
+    per_class = _decode_png(next(i["src"] for i in page.images if "per-class-gradcam" in i["data-file"]))
+    pixels = np.asarray(per_class.convert("RGB")).astype(int)
+    assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 60).mean() > 0.05, "no heatmap colours on grey images"
+    assert "Grad-CAM" in page.text["misclassified"] and "layer" in page.text["explanations"]
+    rows = page.table("edge-parity")
+    assert [row[0] for row in rows[1:]] == ["float16", "int8"]
+    assert all(row[-1] == "recommended" for row in rows[1:])
+    second_version = Path(report_run["second"]["pushed_to"])
+    card = (second_version / "assets.extra" / "model_card.md").read_text(encoding="utf-8")
+    assert f"Previous blessed model on the same split: {100 * report_run['first']['accuracy']:.2f}%" in card
+
+
+@pytest.mark.integration
 def test_page_is_self_contained(report_run: dict[str, Any]) -> None:
     document = report_run["document"]
     assert "<script" not in document.lower() and "<link" not in document.lower()
@@ -311,6 +334,13 @@ def test_page_renders_in_headless_chromium(report_run: dict[str, Any], tmp_path:
     check = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert check["broken"] == ["control-broken"], check
     assert check["images"] == len(report_run["parsed"].images) + 1
+    # The browser loaded the Grad-CAM overlays at their full size (not broken, not collapsed).
+    gradcam = {g["file"]: g for g in check["gradcam"]}
+    assert sorted(gradcam) == sorted(
+        image["data-file"] for image in report_run["parsed"].images if "gradcam" in image["data-file"]
+    )
+    assert len(gradcam) == len(GRADCAM_FILES)
+    assert all(g["naturalWidth"] > 200 and g["complete"] for g in gradcam.values()), gradcam
     assert [e for e in check["errors"] if "control-broken" not in e] == []
     assert check["width"] <= 1280, "nothing overflows the window horizontally"
 
@@ -338,8 +368,11 @@ window.addEventListener("load", function () {
                      .map(function (i) { return i.id || i.getAttribute("data-file"); });
   var out = document.createElement("pre");
   out.id = "render-check";
+  var gradcam = images.filter(function (i) { return /gradcam/.test(i.getAttribute("data-file") || ""); })
+                      .map(function (i) { return {file: i.getAttribute("data-file"), complete: i.complete,
+                                                  naturalWidth: i.naturalWidth}; });
   out.textContent = JSON.stringify({images: images.length, broken: broken, errors: window.__errors,
-                                    width: document.documentElement.scrollWidth});
+                                    width: document.documentElement.scrollWidth, gradcam: gradcam});
   document.body.appendChild(out);
 });
 </script>"""

@@ -50,6 +50,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, proto_utils
 
 from visiontfx.components.pusher import serving_config
+from visiontfx.components.pusher.release_assets import ReleaseInputs
 
 STAGING_PREFIX = ".push-"
 STALE_STAGING_SECONDS = 3600  # a leftover staging dir older than this is from a crashed push
@@ -116,11 +117,18 @@ class Executor(tfx_pusher_executor.Executor):
         )
         settings = PushSettings.from_custom_config(custom_config, base_directory)
 
-        serving_path = push_model(model_path, base_directory, settings)
+        release = ReleaseInputs.from_artifacts(
+            settings.model_name,
+            input_dict,
+            exec_properties,
+            self._context.pipeline_run_id if self._context else None,
+        )
+        serving_path = push_model(model_path, base_directory, settings, add_assets=release.write)
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy, as the stock Pusher keeps
         self._MarkPushed(
             model_push, pushed_destination=serving_path, pushed_version=os.path.basename(serving_path)
         )
+        release.mark(model_push, serving_path)
         logging.info("Model pushed to %s.", serving_path)
 
 
@@ -134,6 +142,7 @@ def push_model(
     settings: PushSettings,
     warmup_images: Sequence[bytes] | None = None,
     clock: Callable[[], float] = time.time,
+    add_assets: Callable[[str, str], None] | None = None,
 ) -> str:
     """Publishes ``model_path`` as a new version under ``base_directory``; returns its path.
 
@@ -143,6 +152,8 @@ def push_model(
     labels unchanged (a push never moves a label: ``visiontfx promote`` does,
     once the version is AVAILABLE), (4) publish the version. ``warmup_images``
     overrides where the warmup images come from (tests).
+    ``add_assets(staging_dir, version)`` writes more files into the staged
+    version before it appears (the TFLite models and the model card).
     """
     fileio.makedirs(base_directory)
     existing = serving_config.integer_versions(fileio.listdir(base_directory))
@@ -160,6 +171,8 @@ def push_model(
 
     def prepare(staging: str) -> None:
         _prepare_version(staging, settings, warmup_images)
+        if add_assets is not None:
+            add_assets(staging, str(version))
 
     staged = _staged_local if _is_local(base_directory) else _staged_remote
     with staged(model_path, target, prepare) as commit:  # a failed copy changes nothing

@@ -21,11 +21,12 @@ from visiontfx.components.report.sections import all_sections, header
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"
-# Progress steps: collect.collect announces the first four, build_report the last two.
+# Progress steps: collect.collect announces the first five, build_report the last two.
 STEPS = (
     "reading ML Metadata",
     "reading examples",
     "predicting",
+    "Grad-CAM",
     "augmentation preview",
     "drawing",
     "writing",

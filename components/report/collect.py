@@ -44,6 +44,7 @@ from visiontfx.components.report.facts import (
 )
 from visiontfx.components.report.sections import SAMPLES_PER_CLASS
 from visiontfx.components.trainer.run import HISTORY_FILE
+from visiontfx.contracts.edge import EDGE_EXPORT_ID, EDGE_MODEL_OUTPUT, PARITY_FILE
 from visiontfx.pipeline import metadata, summary
 
 MAX_PREDICTIONS = 300
@@ -170,6 +171,31 @@ def make_predictions(model_dir: str, serialized: Sequence[bytes]) -> list[Predic
     return predictions
 
 
+def add_gradcam(model_dir: str, predictions: Sequence[Prediction], serialized: Sequence[bytes]) -> str:
+    """Grad-CAM overlays on the predictions the galleries explain; returns the note the page shows."""
+    from visiontfx.components.report.sections import explained_predictions
+    from visiontfx.tools.explain import GradCam, overlay
+
+    chosen = explained_predictions(predictions)
+    if not chosen:
+        return ""
+    try:
+        explainer = GradCam(model_dir)
+    except (ValueError, OSError) as error:  # an export without a convolutional backbone
+        return f"Grad-CAM is not available for this model ({error})"
+    position = {id(p): i for i, p in enumerate(predictions)}
+    encoded = [_feature(tf.train.Example.FromString(serialized[position[id(p)]]), IMAGE_KEY) for p in chosen]
+    for start in range(0, len(chosen), PREDICT_BATCH):
+        heatmaps, _ = explainer.heatmaps(encoded[start : start + PREDICT_BATCH])
+        for prediction, heatmap in zip(chosen[start : start + PREDICT_BATCH], heatmaps, strict=True):
+            prediction.gradcam = overlay(prediction.image.pixels, heatmap)
+    return f"Feature map explained: layer {explainer.layer_name} of the backbone."
+
+
+def read_edge_parity(edge_uri: str) -> dict[str, Any]:
+    return read_json(os.path.join(edge_uri, PARITY_FILE)) if edge_uri else {}
+
+
 def augmentation_preview(
     transform_uri: str, image: LabeledImage, encoded: bytes, settings: dict[str, Any]
 ) -> AugmentationPreview:
@@ -289,6 +315,12 @@ def collect(
     predictions = (
         make_predictions(os.path.join(model_uri, "Format-Serving"), eval_scan.serialized) if model_uri else []
     )
+    step("Grad-CAM")
+    gradcam_note = (
+        add_gradcam(os.path.join(model_uri, "Format-Serving"), predictions, eval_scan.serialized)
+        if predictions
+        else ""
+    )
 
     step("augmentation preview")
     transform_uri = run.uri("Transform", "transform_graph")
@@ -343,6 +375,8 @@ def collect(
         components=components,
         lineage=artifacts,
         drift=drift_facts(run, facts["drift"]),
+        edge=read_edge_parity(run.uri(EDGE_EXPORT_ID, EDGE_MODEL_OUTPUT) or ""),
+        gradcam_note=gradcam_note,
     )
     return data, run
 

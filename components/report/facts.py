@@ -33,6 +33,7 @@ class Prediction:
     image: LabeledImage
     predicted: int
     confidence: float  # probability of the predicted class
+    gradcam: np.ndarray | None = None  # uint8 RGB: the image with its Grad-CAM heatmap blended on top
 
     @property
     def correct(self) -> bool:
@@ -125,3 +126,6 @@ class ReportData:
     # Drift against the previously trained data (components/drift/results.py), with the
     # class shares "current"/"baseline"; None when no drift check ran.
     drift: dict[str, Any] | None = None
+    # Edge models and explanations (issue 14)
+    edge: dict[str, Any] = dataclasses.field(default_factory=dict)  # EdgeExport's edge_parity.json
+    gradcam_note: str = ""  # why there are no Grad-CAM overlays, or which layer they explain

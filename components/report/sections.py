@@ -11,6 +11,7 @@ import math
 import random
 from typing import Any, Sequence
 
+from visiontfx.components.evaluator.confusion import confused_pairs, per_class_metrics
 from visiontfx.components.report import plots
 from visiontfx.components.report.drift_part import drift_part
 from visiontfx.components.report.facts import LR_FINDER_FILE, LabeledImage, Prediction, ReportData
@@ -36,6 +37,7 @@ MOST_CONFUSED_PAIRS = 8
 IMBALANCE_RATIO = 1.5  # largest / smallest class above this is called out
 OVERFIT_GAP = 0.10  # train − validation accuracy at the last epoch above this is called out
 GRID_SEED = 0  # the random prediction grid is the same every time the report is rebuilt
+GRADCAM_MISTAKES = 16  # of the misclassified gallery, the most confident ones get a Grad-CAM overlay
 
 
 def pct(value: float | None) -> str:
@@ -533,7 +535,9 @@ def evaluation_section(data: ReportData, figures: Figures) -> Section:
             subsection("per-class", "Per-class precision, recall and F1", per_class_part(data)),
             subsection("confused-pairs", "Most confused classes", confused_pairs_part(data)),
             subsection("misclassified", "Misclassified images", *misclassified_part(data, figures)),
+            subsection("explanations", "Where the model looks, per class", *explanations_part(data, figures)),
             subsection("prediction-grid", "Random predictions", *prediction_grid_part(data, figures)),
+            subsection("edge", "TFLite (edge) models", *edge_part(data)),
         ],
     )
 
@@ -604,23 +608,6 @@ def comparison_part(data: ReportData) -> list[object]:
     ]
 
 
-def per_class_metrics(matrix: Sequence[Sequence[int]]) -> list[dict[str, float]]:
-    """support, correct, precision, recall and F1 per class from a confusion matrix (rows: truth)."""
-    size = len(matrix)
-    metrics = []
-    for c in range(size):
-        support = sum(matrix[c])
-        predicted = sum(matrix[r][c] for r in range(size))
-        correct = matrix[c][c]
-        precision = correct / predicted if predicted else 0.0
-        recall = correct / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        metrics.append(
-            {"support": support, "correct": correct, "precision": precision, "recall": recall, "f1": f1}
-        )
-    return metrics
-
-
 def confusion_part(data: ReportData, figures: Figures) -> list[object]:
     matrix = data.confusion
     if not matrix or not any(any(row) for row in matrix):
@@ -681,12 +668,6 @@ def per_class_part(data: ReportData) -> Markup:
     )
 
 
-def confused_pairs(matrix: Sequence[Sequence[int]], limit: int) -> list[tuple[int, int, int]]:
-    """(true, predicted, count) of the largest off-diagonal cells, largest first."""
-    pairs = [(r, c, n) for r, row in enumerate(matrix) for c, n in enumerate(row) if r != c and n]
-    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))[:limit]
-
-
 def confused_pairs_part(data: ReportData) -> Markup:
     if not data.confusion:
         return note("No confusion matrix, so no confused pairs.", "warn")
@@ -741,10 +722,51 @@ def _prediction_gallery(
     )
 
 
+def misclassified(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """The mistakes, most confident first."""
+    return sorted((p for p in predictions if not p.correct), key=lambda p: -p.confidence)
+
+
+def per_class_sample(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """The first evaluated image of each true class, in class order."""
+    first: dict[int, Prediction] = {}
+    for prediction in predictions:
+        first.setdefault(prediction.image.label, prediction)
+    return [first[label] for label in sorted(first)]
+
+
+def explained_predictions(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """What collect.py computes Grad-CAM for: the top mistakes and the per-class sample."""
+    chosen = misclassified(predictions)[:GRADCAM_MISTAKES] + per_class_sample(predictions)
+    return list({id(p): p for p in chosen}.values())
+
+
+def _gradcam_gallery(
+    data: ReportData, figures: Figures, key: str, shown: Sequence[Prediction], caption: str, alt: str
+) -> object:
+    return figures.add(
+        key,
+        plots.image_grid(
+            [p.gradcam for p in shown],
+            [_prediction_title(data, p, True) for p in shown],
+            columns=8,
+            title_colors=[plots.RIGHT_COLOR if p.correct else plots.WRONG_COLOR for p in shown],
+        ),
+        caption,
+        alt,
+    )
+
+
+GRADCAM_EXPLAINED = (
+    "Grad-CAM: red is where the trained model found the most evidence for the class it predicted "
+    "(the gradient of that class's score weighting its last convolutional feature map)."
+)
+
+
 def misclassified_part(data: ReportData, figures: Figures) -> list[object]:
     if not data.predictions:
         return [note("No predictions were made for the galleries.", "warn")]
-    wrong = sorted((p for p in data.predictions if not p.correct), key=lambda p: -p.confidence)
+    wrong = misclassified(data.predictions)
     if not wrong:
         return [note(predictions_caption(data) + " None of them was misclassified.", "ok")]
     shown = wrong[:GALLERY_SIZE]
@@ -752,10 +774,81 @@ def misclassified_part(data: ReportData, figures: Figures) -> list[object]:
         f"{predictions_caption(data)} Showing {len(shown)} of the {len(wrong)} mistakes, most confident "
         "first: confident mistakes often are label errors or genuinely ambiguous images."
     )
-    return [
+    parts: list[object] = [
         _prediction_gallery(
             data, figures, "misclassified", shown, True, caption, "gallery of misclassified images"
         )
+    ]
+    explained = [p for p in shown if p.gradcam is not None]
+    if explained:
+        parts.append(
+            _gradcam_gallery(
+                data,
+                figures,
+                "misclassified-gradcam",
+                explained,
+                f"The {len(explained)} most confident mistakes with Grad-CAM. {GRADCAM_EXPLAINED} "
+                f"{data.gradcam_note}",
+                "Grad-CAM overlays of misclassified images",
+            )
+        )
+    else:
+        parts.append(note(f"No Grad-CAM overlays: {data.gradcam_note or 'not computed'}.", "warn"))
+    return parts
+
+
+def explanations_part(data: ReportData, figures: Figures) -> list[object]:
+    shown = [p for p in per_class_sample(data.predictions) if p.gradcam is not None]
+    if not shown:
+        return [note(f"No Grad-CAM overlays: {data.gradcam_note or 'no predictions'}.", "warn")]
+    return [
+        _gradcam_gallery(
+            data,
+            figures,
+            "per-class-gradcam",
+            shown,
+            f"One {data.evaluated_split} image per class (green: right, red: wrong). {GRADCAM_EXPLAINED} "
+            f"{data.gradcam_note}",
+            "Grad-CAM overlays, one image per class",
+        )
+    ]
+
+
+def edge_part(data: ReportData) -> list[object]:
+    """The TFLite models' parity with the SavedModel, size and single-image latency."""
+    parity = data.edge
+    if not parity:
+        return [
+            note("No TFLite models in this run (edge.enabled is off, or EdgeExport did not run).", "warn")
+        ]
+    rows = []
+    for variant, result in parity.get("variants", {}).items():
+        status = "recommended" if result["recommended"] else "NOT recommended: parity goal missed"
+        rows.append(
+            [
+                variant,
+                f"{result['bytes'] / 1024:,.1f} kB",
+                Markup(f'<span data-value="{result["accuracy"]:.6f}">{pct(result["accuracy"])}</span>'),
+                f"{result['drop_points']:+.2f} (goal ≤ {result['max_drop_points']:g})",
+                pct(result["agreement_with_savedmodel"]),
+                f"{result['latency_ms']['median']:.2f} ms",
+                status,
+            ]
+        )
+    saved_kb = parity.get("savedmodel_bytes", 0) / 1024
+    return [
+        paragraph(
+            f"TFLite models converted from the trained SavedModel ({saved_kb:,.1f} kB, "
+            f"{pct(parity.get('savedmodel_accuracy'))} on the same images), measured on "
+            f"{parity.get('images')} {parity.get('split')} images. Input: {parity.get('input', '')}. "
+            f"Latency: one image, {parity.get('latency_threads', 1)} CPU thread, median, on this machine."
+        ),
+        table(
+            ["model", "size", "accuracy", "drop (points)", "agrees with SavedModel", "latency", "status"],
+            rows,
+            id_="edge-parity",
+            numeric_columns=[1, 2, 3, 4, 5],
+        ),
     ]
 
 

@@ -2,6 +2,7 @@
 
 visiontfx predict shoe.png bag.jpg --url http://127.0.0.1:8501 --model fashion
 visiontfx predict shoe.png --grpc 127.0.0.1:8500 --label canary --json
+visiontfx predict photos/ --out predictions.csv | --tflite | --explain   (tools/predict_local.py)
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ BATCH = 32  # images per request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, GIF or BMP files")
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="JPEG, PNG, GIF or BMP files (--out: a folder, TFRecords)"
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help="REST endpoint (default: http://127.0.0.1:8501)")
     where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint, e.g. 127.0.0.1:8500")
@@ -29,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--label", help="a version label, e.g. stable or canary")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    from visiontfx.tools import predict_local
+
+    predict_local.add_arguments(parser)
 
 
 def format_results(results: Sequence[tuple[str, TopK]]) -> str:
@@ -43,6 +49,10 @@ def format_results(results: Sequence[tuple[str, TopK]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from visiontfx.tools import predict_local
+
+    if predict_local.is_local(args):  # --out / --tflite / --explain: the pushed model in this process
+        return predict_local.main(args, format_results)
     model = args.model
     if not model:
         from visiontfx.pipeline.config import load_config
