@@ -47,6 +47,7 @@ Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
 Strategy = Literal["auto", "default", "mirrored", "multi_worker", "tpu"]
 DirectRunningMode = Literal["in_memory", "multi_threading", "multi_processing"]
 KubeflowPlatform = Literal["kubeflow", "vertex"]
+LrSchedule = Literal["plateau", "cosine", "one_cycle"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,8 +143,14 @@ class TrainingConfig:
     class_weighting: bool = False
     focal_loss_gamma: float = 0.0  # > 0 switches to focal loss
     label_smoothing: float = 0.0
+    # The learning rate within each phase: "plateau" (constant, cut 5× when val_loss stalls),
+    # "cosine" (decays to 0 by the phase's end) or "one_cycle" (linear ramp-up over
+    # lr_warmup_fraction of the phase's steps, then cosine decay to 0).
+    lr_schedule: LrSchedule = "plateau"
+    lr_warmup_fraction: float = 0.1
     sanity_overfit_batch: bool = False
-    # Bit-exact kernels (TF op determinism) for GPUs; on CPU the same seed already repeats a run.
+    # Identical metrics on a re-run: TF op determinism and tf.data in order (with the fixed
+    # seeds every run has). Off by default: unordered tf.data is faster.
     deterministic: bool = False
     tune: bool = False  # a TFX Tuner (KerasTuner RandomSearch) picks lr, dropout, unfreeze depth
     tune_trials: int = 4
@@ -347,6 +354,7 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         )
         _require(instance.focal_loss_gamma >= 0, f"'{p}focal_loss_gamma' must be >= 0.")
         _require(0.0 <= instance.label_smoothing < 1.0, f"'{p}label_smoothing' must be in [0, 1).")
+        _require(0.0 <= instance.lr_warmup_fraction < 1.0, f"'{p}lr_warmup_fraction' must be in [0, 1).")
         _require(instance.tune_trials >= 1, f"'{p}tune_trials' must be at least 1.")
     elif isinstance(instance, EvaluationConfig):
         _require(0.0 <= instance.min_accuracy <= 1.0, f"'{p}min_accuracy' must be in [0, 1].")

@@ -43,6 +43,7 @@ from visiontfx.components.trainer.model import (
     resolve_weights,
     unfreeze_top,
 )
+from visiontfx.components.trainer.schedule import PhaseSchedule, phase_learning_rate
 
 HISTORY_FILE = "training_history.json"
 BASELINES_FILE = "baselines.json"
@@ -145,8 +146,12 @@ class TrainerSettings:
 
     @property
     def deterministic(self) -> bool:
-        """Bit-exact kernels (GPUs); CPU runs with the same seed already agree."""
+        """Identical re-runs: op determinism and tf.data in order (the default trades them for speed)."""
         return bool(self.training.get("deterministic", False))
+
+    @property
+    def lr_schedule(self) -> str:
+        return str(self.training.get("lr_schedule", "plateau"))
 
     @property
     def pretrained(self) -> bool:
@@ -342,14 +347,17 @@ def make_callbacks(
             restore_best_weights=True,
             verbose=1,
         ),
-        tf_keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=0.2,
-            patience=int(training["reduce_lr_patience"]),
-            min_lr=1e-7,
-            verbose=1,
-        ),
     ]
+    if settings.lr_schedule == "plateau":  # a scheduled rate is not the callback's to change
+        callbacks.append(
+            tf_keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.2,
+                patience=int(training["reduce_lr_patience"]),
+                min_lr=1e-7,
+                verbose=1,
+            )
+        )
     if backup_dir is None:
         return callbacks
     return [
@@ -363,7 +371,9 @@ def make_callbacks(
     ]
 
 
-def compile_model(model: tf_keras.Model, learning_rate: float, loss: Any, policy: str) -> None:
+def compile_model(
+    model: tf_keras.Model, learning_rate: float | PhaseSchedule, loss: Any, policy: str
+) -> None:
     optimizer = hardware.scaled_optimizer(tf_keras.optimizers.Adam(learning_rate), policy)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
 
@@ -459,6 +469,7 @@ def prepare(fn_args: Any, settings: TrainerSettings) -> TrainingSetup:
         augment,
         workers=workers,
         worker_index=hardware.worker_index(),
+        ordered=settings.deterministic,
     )
     eval_dataset = data.make_dataset(
         fn_args.eval_files,
@@ -468,6 +479,7 @@ def prepare(fn_args: Any, settings: TrainerSettings) -> TrainingSetup:
         settings.seed,
         repeat=bool(eval_steps),
         workers=workers,
+        ordered=settings.deterministic,
     )
     return TrainingSetup(
         settings=settings,
@@ -602,9 +614,15 @@ def train_phases(
     )
     phases = plan_phases(settings)
     for number, phase in enumerate(phases, start=1):
+        learning_rate = phase_learning_rate(
+            settings.lr_schedule,
+            phase.learning_rate,
+            (phase.last_epoch - phase.first_epoch) * setup.steps_per_epoch,
+            float(settings.training.get("lr_warmup_fraction", 0.0)),
+        )
         with setup.strategy.scope():
             trainable = configure_trainable(backbone, phase)
-            compile_model(model, phase.learning_rate, loss, setup.policy)
+            compile_model(model, learning_rate, loss, setup.policy)
         done = _phase_done_path(backup_dir, phase) if backup_dir else None
         if done and tf.io.gfile.exists(done + ".json"):
             print(f"[Trainer] {phase.name} already finished in an interrupted run: skipping it", flush=True)
@@ -617,7 +635,7 @@ def train_phases(
         epochs = f"{phase.first_epoch + 1}-{phase.last_epoch}"
         print(
             f"[Trainer] phase {number}/{len(phases)} {phase.name} ({phase.trainable}): {trainable} backbone "
-            f"layers trainable, lr {phase.learning_rate:g}, epochs {epochs}",
+            f"layers trainable, lr {phase.learning_rate:g} ({settings.lr_schedule}), epochs {epochs}",
             flush=True,
         )
         resumed: dict[str, Any] = {}
