@@ -18,6 +18,7 @@ in the same table; ``--name`` keeps them in their own result file.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.common import (
+    RESULTS_DIR,
     add_common_arguments,
     field,
     load_range,
@@ -132,7 +134,7 @@ def train_once(inputs: Inputs, overrides: Sequence[str], label: str) -> dict[str
     settings = TrainerSettings.from_custom_config(trainer_custom_config(config, str(inputs.work)))
     epochs: list[dict[str, Any]] = []
     tf_keras.backend.clear_session()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with hardware.restoring_precision_policy():
         setup = prepare(fn_args, settings)
         model, backbone = build_model(setup)
@@ -142,6 +144,8 @@ def train_once(inputs: Inputs, overrides: Sequence[str], label: str) -> dict[str
     seconds = time.perf_counter() - started - callback.excluded
     return {
         "train_seconds": round(seconds, 1),
+        # CPU seconds barely move when other processes load the machine (test predictions included).
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),
         "final_accuracy": epochs[-1]["accuracy"],
         "epochs": epochs,
         "train_images": sum(setup.train_counts),
@@ -152,6 +156,30 @@ def train_once(inputs: Inputs, overrides: Sequence[str], label: str) -> dict[str
 def time_to(target: float, epochs: Sequence[dict[str, Any]]) -> float | None:
     """Seconds until the first epoch at or above ``target``; None if never."""
     return next((e["seconds"] for e in epochs if e["accuracy"] >= target), None)
+
+
+def record_experiments(
+    measurements: dict[str, list[dict[str, Any]]], variants: dict[str, tuple[str, ...]], size: str
+) -> None:
+    """Appends every run to the accuracy/budget table's JSON (docs/bench/accuracy_budget.json)."""
+    path = RESULTS_DIR / "accuracy_budget.json"
+    record = json.loads(path.read_text()) if path.exists() else {"table": []}
+    for name, runs in measurements.items():
+        for run in runs:
+            epochs = len(run["epochs"])
+            record["table"].append(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "config": f"{name}: {', '.join(variants[name]) or 'demo.yaml as shipped'}",
+                    "data": size,
+                    "epochs": epochs,
+                    "images/s (training)": f"{run['train_images'] * epochs / run['train_seconds']:.0f}",
+                    "timed": f"Trainer {run['train_seconds']:.0f} s (CPU {run['cpu_seconds']:.0f} s)",
+                    "test accuracy": f"{100 * run['final_accuracy']:.2f}%",
+                    "load": f"{run['load_before']}–{run['load_after']}",
+                }
+            )
+    write_result("accuracy_budget", {"table": record["table"]}, quick=False)
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
@@ -239,6 +267,9 @@ def main() -> None:
         },
         args.quick,
     )
+    if not args.quick:
+        size = f"{args.train_images:,} train / {args.test_images or 10000:,} test"
+        record_experiments(measurements, variants, size)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ def render(result: Mapping[str, Any], source: str) -> str:
     load = result.get("load_average", {})
     load_text = f", load average {load['min']}–{load['max']}" if load else ""
     rounds = f", {result['rounds']} alternating rounds" if result.get("rounds") else ""
+    spread = "; median (min–max)" if result.get("rounds") else ""
+    quick = " (--quick size: a smoke test, not a measurement)" if result.get("quick") else ""
     provenance = (
         f"_Generated from [{source}]({source}) — measured {result['date'][:10]} on "
-        f"{result['machine']['cpus']} CPUs{rounds}{load_text}; median (min–max)._"
+        f"{result['machine']['cpus']} CPUs{rounds}{load_text}{spread}{quick}._"
     )
     return f"{provenance}\n\n{markdown_table(result['table'])}"
 
