@@ -127,6 +127,9 @@ class ModelConfig:
 class TrainingConfig:
     batch_size: int = 64
     warmup_epochs: int = 1
+    # > 0: each warm-up epoch (the head alone, backbone frozen) is this many steps instead of
+    # a pass over the data; a linear head on pretrained features settles in a few hundred.
+    warmup_steps: int = 0
     finetune_epochs: int = 2
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 0.0  # 0: learning_rate / 10
@@ -349,8 +352,8 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         _require(instance.unfreeze_layers >= -1, f"'{p}unfreeze_layers' must be -1 (all), 0 or more.")
         _require(0.0 <= instance.unfreeze_fraction <= 1.0, f"'{p}unfreeze_fraction' must be in [0, 1].")
         _require(
-            instance.steps_per_epoch >= 0 and instance.eval_steps >= 0,
-            f"'{p}steps_per_epoch' and '{p}eval_steps' must be >= 0.",
+            instance.steps_per_epoch >= 0 and instance.eval_steps >= 0 and instance.warmup_steps >= 0,
+            f"'{p}steps_per_epoch', '{p}eval_steps' and '{p}warmup_steps' must be >= 0.",
         )
         _require(instance.focal_loss_gamma >= 0, f"'{p}focal_loss_gamma' must be >= 0.")
         _require(0.0 <= instance.label_smoothing < 1.0, f"'{p}label_smoothing' must be in [0, 1).")

@@ -1,4 +1,5 @@
-"""Learning-rate schedules within a phase: their shape, how a phase gets one, and fit following it."""
+"""Faster fine-tuning levers: learning-rate schedules within a phase (their shape, how a phase
+gets one, fit following it) and a warm-up shorter than an epoch."""
 
 from __future__ import annotations
 
@@ -77,3 +78,13 @@ def test_fit_follows_the_phase_schedule() -> None:
     expected = [float(schedule(step)) for step in (4, 9, 14)]
     assert history.history["learning_rate"] == pytest.approx(expected, rel=1e-5)
     assert int(model.optimizer.iterations) == 15
+
+
+def test_warmup_steps_shorten_only_the_warmup_phase() -> None:
+    warmup, finetune = run.plan_phases(_settings(warmup_epochs=1, finetune_epochs=2, warmup_steps=50))
+    assert (warmup.name, warmup.steps(300)) == ("warmup", 50)
+    assert (finetune.name, finetune.steps(300)) == ("finetune", 300)
+    default_warmup, _ = run.plan_phases(_settings(warmup_epochs=1, finetune_epochs=2))
+    assert default_warmup.steps(300) == 300
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        from_dict({"training": {"warmup_steps": -1}})

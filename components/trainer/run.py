@@ -529,6 +529,11 @@ class Phase:
     trainable: str  # "all" (scratch), "head" (frozen backbone) or "top" (fine-tuning)
     unfreeze_layers: int = 0
     unfreeze_fraction: float = 0.0
+    steps_per_epoch: int = 0  # 0: one pass over the training split (or training.steps_per_epoch)
+
+    def steps(self, default_steps_per_epoch: int) -> int:
+        """Steps in one epoch of this phase."""
+        return self.steps_per_epoch or default_steps_per_epoch
 
 
 def plan_phases(settings: TrainerSettings) -> list[Phase]:
@@ -538,7 +543,10 @@ def plan_phases(settings: TrainerSettings) -> list[Phase]:
     if not settings.pretrained:
         # Freezing a random backbone would train a head on noise.
         return [Phase("scratch", 0, warmup + finetune, settings.learning_rate, "all")]
-    phases = [Phase("warmup", 0, warmup, settings.learning_rate, "head")] if warmup else []
+    # The head alone needs far fewer steps than a pass over the data (training.warmup_steps).
+    warmup_steps = int(training.get("warmup_steps", 0))
+    phases = [Phase("warmup", 0, warmup, settings.learning_rate, "head", steps_per_epoch=warmup_steps)]
+    phases = phases if warmup else []
     # Gradual unfreezing: one stage per fine-tuning epoch, each unfreezing a larger top share.
     stages = (finetune if training["gradual_unfreeze"] else 1) if finetune else 0
     layers, fraction = int(training["unfreeze_layers"]), float(training["unfreeze_fraction"])
@@ -607,17 +615,17 @@ def train_phases(
     fit_kwargs = dict(
         x=setup.train_dataset,
         validation_data=setup.eval_dataset,
-        steps_per_epoch=setup.steps_per_epoch,
         validation_steps=setup.eval_steps,
         verbose=_verbosity(),
         class_weight=class_weights(setup.train_counts) if setup.balanced else None,
     )
     phases = plan_phases(settings)
     for number, phase in enumerate(phases, start=1):
+        steps_per_epoch = phase.steps(setup.steps_per_epoch)
         learning_rate = phase_learning_rate(
             settings.lr_schedule,
             phase.learning_rate,
-            (phase.last_epoch - phase.first_epoch) * setup.steps_per_epoch,
+            (phase.last_epoch - phase.first_epoch) * steps_per_epoch,
             float(settings.training.get("lr_warmup_fraction", 0.0)),
         )
         with setup.strategy.scope():
@@ -640,12 +648,16 @@ def train_phases(
         )
         resumed: dict[str, Any] = {}
         callbacks = [
-            *make_callbacks(settings, phase.name, log_dir, backup_dir, setup.steps_per_epoch),
+            *make_callbacks(settings, phase.name, log_dir, backup_dir, steps_per_epoch),
             ResumeLogger(phase.name, phase.first_epoch, resumed),
             *extra_callbacks,
         ]
         result = model.fit(
-            epochs=phase.last_epoch, initial_epoch=phase.first_epoch, callbacks=callbacks, **fit_kwargs
+            epochs=phase.last_epoch,
+            initial_epoch=phase.first_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            **fit_kwargs,
         )
         record = {
             "name": phase.name,
