@@ -19,6 +19,7 @@ BENCHMARKS = (
     "bench_trainer",
     "bench_time_to_accuracy",
     "bench_serving",
+    "bench_demo",
 )
 
 
