@@ -66,7 +66,8 @@ def plain_keras(overrides: list[str]) -> dict[str, Any]:
     from visiontfx.components.trainer.augment import make_augmenter
     from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
     from visiontfx.components.trainer.model import build_classifier, prior_logits
-    from visiontfx.components.trainer.run import TrainerSettings, configure_trainable, plan_phases
+    from visiontfx.components.trainer.run import TrainerSettings, configure_trainable, make_loss, plan_phases
+    from visiontfx.components.trainer.schedule import phase_learning_rate
     from visiontfx.components.transform.preprocessing import images_from_bytes
     from visiontfx.pipeline.config import load_config
     from visiontfx.pipeline.dag import example_gen_options, trainer_custom_config
@@ -111,15 +112,21 @@ def plain_keras(overrides: list[str]) -> dict[str, Any]:
     model, features = build_classifier(
         backbone, 10, size, config.model.weights, config.model.dropout, prior_logits(counts)
     )
+    loss = make_loss(10, settings.training)  # label smoothing as configured
     for phase in plan_phases(settings):
-        configure_trainable(features, phase)
-        model.compile(
-            tf_keras.optimizers.Adam(phase.learning_rate), "sparse_categorical_crossentropy", ["accuracy"]
+        steps = phase.steps(len(x_train) // batch)
+        learning_rate = phase_learning_rate(
+            settings.lr_schedule,
+            phase.learning_rate,
+            (phase.last_epoch - phase.first_epoch) * steps,
+            float(settings.training["lr_warmup_fraction"]),
         )
+        configure_trainable(features, phase)
+        model.compile(tf_keras.optimizers.Adam(learning_rate), loss, ["accuracy"])
         model.fit(
             train,
             validation_data=(x_eval, y_eval),
-            steps_per_epoch=len(x_train) // batch,
+            steps_per_epoch=steps,
             epochs=phase.last_epoch,
             initial_epoch=phase.first_epoch,
             verbose=2,
