@@ -151,7 +151,7 @@ class TrainerSettings:
 
     @property
     def lr_schedule(self) -> str:
-        return str(self.training.get("lr_schedule", "plateau"))
+        return str(self.training["lr_schedule"])
 
     @property
     def pretrained(self) -> bool:
@@ -543,10 +543,10 @@ def plan_phases(settings: TrainerSettings) -> list[Phase]:
     if not settings.pretrained:
         # Freezing a random backbone would train a head on noise.
         return [Phase("scratch", 0, warmup + finetune, settings.learning_rate, "all")]
-    # The head alone needs far fewer steps than a pass over the data (training.warmup_steps).
-    warmup_steps = int(training.get("warmup_steps", 0))
-    phases = [Phase("warmup", 0, warmup, settings.learning_rate, "head", steps_per_epoch=warmup_steps)]
-    phases = phases if warmup else []
+    phases = []
+    if warmup:  # the head alone needs far fewer steps than a pass over the data: warmup_steps
+        steps = int(training["warmup_steps"])
+        phases.append(Phase("warmup", 0, warmup, settings.learning_rate, "head", steps_per_epoch=steps))
     # Gradual unfreezing: one stage per fine-tuning epoch, each unfreezing a larger top share.
     stages = (finetune if training["gradual_unfreeze"] else 1) if finetune else 0
     layers, fraction = int(training["unfreeze_layers"]), float(training["unfreeze_fraction"])
@@ -626,7 +626,7 @@ def train_phases(
             settings.lr_schedule,
             phase.learning_rate,
             (phase.last_epoch - phase.first_epoch) * steps_per_epoch,
-            float(settings.training.get("lr_warmup_fraction", 0.0)),
+            float(settings.training["lr_warmup_fraction"]),
         )
         with setup.strategy.scope():
             trainable = configure_trainable(backbone, phase)
