@@ -70,6 +70,8 @@ from visiontfx.pipeline.dag import trainer_custom_config
 
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "tiny.yaml"
 GOALS = {"transfer_gain_points": 5.0, "trainer_vs_fit": 0.97, "pipeline_under_contention": 0.9}
+# Fine-tuning the whole backbone against no backward pass through the stem and blocks 1-2.
+UNFREEZE_DEPTHS = {"fine-tuning the whole backbone": -1, "fine-tuning from block 3": 106}
 BACKUPS = {"count": 0, "seconds": 0.0}  # the Trainer's mid-epoch backups while measuring
 
 
@@ -190,10 +192,12 @@ class Bench:
         layers = build_augmentation(settings.augmentation, settings.seed)
         return lambda images, index: layers(images, training=True)
 
-    def model_rate(self, phase_name: str, steps: int, from_memory: bool = True) -> dict[str, float]:
+    def model_rate(
+        self, phase_name: str, steps: int, from_memory: bool = True, overrides: tuple[str, ...] = ()
+    ) -> dict[str, float]:
         """Images/s the model trains at in ``phase_name``, fed one batch held in memory (no input
         cost) or the real input pipeline; the second epoch (after tracing) is timed."""
-        setup = self.setup("training.finetune_epochs=1")
+        setup = self.setup("training.finetune_epochs=1", *overrides)
         model = self._model_for(setup, phase_name)
         inputs = setup.train_dataset
         if from_memory:
@@ -339,6 +343,15 @@ def main() -> None:
             },
             args.rounds,
         )
+        depth = run_alternating(
+            {
+                name: lambda layers=layers: bench.model_rate(
+                    "finetune", batches, overrides=(f"training.unfreeze_layers={layers}",)
+                )
+                for name, layers in UNFREEZE_DEPTHS.items()
+            },
+            args.rounds,
+        )
         throughput = run_alternating(
             {
                 "Trainer": lambda: bench.trainer_rate(4, args.steps),
@@ -374,6 +387,10 @@ def main() -> None:
         "pipeline_under_contention": round(fed["median"] / memory["median"], 3),
         "deterministic_vs_default": round(determinism["median"] / trainer["median"], 3),
     }
+    whole, upper = (depth[name] for name in UNFREEZE_DEPTHS)
+    results["from_block_3_vs_whole_cpu"] = round(
+        rate(upper, "images_per_cpu_s")["median"] / rate(whole, "images_per_cpu_s")["median"], 3
+    )
     backups = field(throughput["Trainer"], "backups")
     backup_seconds = field(throughput["Trainer"], "backup_seconds")
     table = [
@@ -410,8 +427,17 @@ def main() -> None:
             "detail": f"{show(determinism)} vs {show(trainer)} images/s",
         },
     ]
+    table.append(
+        {
+            "measure": "fine-tuning from block 3 / the whole backbone (images per CPU second)",
+            "result": f"{results['from_block_3_vs_whole_cpu']:.2f}×",
+            "goal": "lever of issue 13",
+            "detail": f"{show(rate(upper, 'images_per_cpu_s'))} vs {show(rate(whole, 'images_per_cpu_s'))}; "
+            f"wall {show(rate(upper))} vs {show(rate(whole))} images/s; model fed from memory",
+        }
+    )
     print(markdown_table(table))
-    measurements = {**contention, **throughput}
+    measurements = {**contention, **depth, **throughput}
     write_result(
         "trainer",
         {

@@ -35,7 +35,7 @@ def render(result: Mapping[str, Any], source: str) -> str:
 
 
 def section_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- bench:{re.escape(name)} -->\n).*?(\n<!-- /bench:{re.escape(name)} -->)", re.S)
+    return re.compile(rf"(<!-- bench:{re.escape(name)} -->)\n.*?\n?(<!-- /bench:{re.escape(name)} -->)", re.S)
 
 
 def rewrite(doc: str, name: str, body: str) -> str:
@@ -45,7 +45,7 @@ def rewrite(doc: str, name: str, body: str) -> str:
         raise ValueError(
             f"docs/benchmarks.md has no <!-- bench:{name} --> ... <!-- /bench:{name} --> section"
         )
-    return pattern.sub(lambda match: f"{match.group(1)}{body}{match.group(2)}", doc, count=1)
+    return pattern.sub(lambda match: f"{match.group(1)}\n{body}\n{match.group(2)}", doc, count=1)
 
 
 def update_doc(doc_path: Path = DOC, results_dir: Path = RESULTS_DIR) -> list[str]:

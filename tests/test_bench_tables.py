@@ -83,3 +83,8 @@ def test_the_shipped_doc_has_a_section_for_every_committed_result() -> None:
 def test_rounds_alternate_abba_and_spread_keeps_the_range() -> None:
     assert alternating_orders(["a", "b"], 4) == [["a", "b"], ["b", "a"], ["a", "b"], ["b", "a"]]
     assert spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+
+
+def test_an_empty_section_is_filled() -> None:
+    doc = "<!-- bench:demo -->\n<!-- /bench:demo -->\n"
+    assert tables.rewrite(doc, "demo", "table") == "<!-- bench:demo -->\ntable\n<!-- /bench:demo -->\n"
