@@ -24,7 +24,12 @@ from bench.common import REPO, RESULTS_DIR, load_average, markdown_table, spread
 
 DEMO = REPO / "pipeline" / "configs" / "demo.yaml"
 GOALS = {"test_accuracy": 0.92, "wall_seconds": 600.0}
-QUICK = ("data.max_train_images=600", "data.max_eval_images=100", "data.max_test_images=200")
+QUICK = (
+    "data.max_train_images=600",
+    "data.max_eval_images=100",
+    "data.max_test_images=200",
+    "training.warmup_steps=5",
+)
 
 
 def run_demo(root: Path, overrides: list[str]) -> dict[str, Any]:
