@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup demo test test-fast lint bench report clean
+.PHONY: setup demo test test-fast lint bench bench-quick report clean
 
 setup:
 	@bash .ci/bootstrap
@@ -21,8 +21,13 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Every benchmark at full size (long: see docs/benchmarks.md), then the doc's tables.
 bench: setup
 	$(PY) -m bench.run_all
+
+# Every benchmark at its smoke-test size (results in bench/results/, docs untouched).
+bench-quick: setup
+	$(PY) -m bench.run_all --quick
 
 clean:
 	rm -rf outputs serving_model .pytest_cache

@@ -1,6 +1,9 @@
 """Serving benchmark: the local server over REST and gRPC against the in-process model call.
 
-    .venv/bin/python bench/bench_serving.py --model-dir <SavedModel> [--examples '<Split-test/*>']
+    .venv/bin/python -m bench.bench_serving [--model-dir <SavedModel> --examples '<Split-test/*>'] [--quick]
+
+Without ``--model-dir`` it first runs the tiny pipeline (pipeline/configs/tiny.yaml,
+a few minutes) and serves its model on its real test images.
 
 The model is pushed with the real Pusher into a temporary serving directory and
 served by ``visiontfx serve --backend local`` in its own process (so client and
@@ -12,16 +15,15 @@ server do not share a GIL), on loopback ports. Measured, in one run:
 - a bounded concurrency run: 16 clients × 200 single-image requests per API,
   which must finish with zero errors.
 
-Prints a markdown table and writes ``bench/results/serving.json``.
+The three paths alternate ABBA over ``--rounds`` rounds (latencies pooled, the
+load average kept per measurement). Prints a markdown table and writes
+``docs/bench/serving.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -31,12 +33,10 @@ import sys
 import tempfile
 import time
 from concurrent import futures
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import visiontfx  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from bench.common import REPO, add_common_arguments, load_range, run_alternating, write_result
 
-RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
 MODEL_NAME = "bench"
 
 
@@ -136,24 +136,45 @@ def concurrency_run(make_client: Callable[[], Any], image: bytes, clients: int, 
     return {"latencies": latencies, "wall": wall, "errors": sum(errors for _, errors in results)}
 
 
+def tiny_pipeline_model(work: str) -> tuple[str, str]:
+    """(SavedModel dir, test-split glob) of a fresh tiny pipeline run."""
+    from visiontfx.pipeline import metadata
+    from visiontfx.pipeline.config import load_config
+    from visiontfx.pipeline.local_runner import run_pipeline
+
+    tiny = REPO / "pipeline" / "configs" / "tiny.yaml"
+    config = load_config(tiny, [f"pipeline.root={work}", f"serving.serving_dir={work}/serving"])
+    print("[bench] no --model-dir: training the tiny pipeline's model first", flush=True)
+    result = run_pipeline(config)
+    run = metadata.load_run(result["metadata_path"], config.pipeline.name)
+    model_dir = os.path.join(run.uri("Trainer", "model"), "Format-Serving")
+    return model_dir, os.path.join(run.uri("ImageExampleGen", "examples"), "Split-test", "*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", required=True, help="a SavedModel with the project's signatures")
+    parser.add_argument("--model-dir", default="", help="a SavedModel with the project's signatures")
     parser.add_argument("--examples", default="", help="TFRecord glob of tf.Examples for real images")
     parser.add_argument("--requests", type=int, default=200, help="sequential single-image requests per API")
     parser.add_argument("--batch-requests", type=int, default=50, help="sequential 32-image requests per API")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--per-client", type=int, default=200)
-    parser.add_argument("--output", default=str(RESULTS))
+    add_common_arguments(parser, rounds=2)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.batch_requests, args.clients, args.per_client = 20, 5, 4, 20
+    os.environ["VISIONTFX_QUIET"] = "1"
 
     import tensorflow as tf
 
     from visiontfx.components.pusher.executor import PushSettings, push_model
     from visiontfx.tools.serving.client import ServingClient
 
+    work = tempfile.mkdtemp(prefix="visiontfx-bench-")
+    if not args.model_dir:
+        args.model_dir, args.examples = tiny_pipeline_model(os.path.join(work, "tiny"))
     images = load_images(args.examples, 32)
-    serving_dir = tempfile.mkdtemp(prefix="visiontfx-bench-")
+    serving_dir = os.path.join(work, "serving")
     version_dir = push_model(
         args.model_dir,
         os.path.join(serving_dir, MODEL_NAME),
@@ -161,47 +182,82 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_images=images[:8],
     )
     process, rest_port, grpc_port = start_server(serving_dir)
-    rows: list[dict] = []
+    sequential = ((1, args.requests), (32, args.batch_requests))
     try:
         function = tf.saved_model.load(version_dir).signatures["serving_default"]
-        for batch, count in ((1, args.requests), (32, args.batch_requests)):
-            tensor = tf.constant(images[:batch])
-            latencies = measure(lambda t=tensor: function(image_bytes=t), count, warmup=10)
-            rows.append(summarize("in-process", batch, latencies))
         makers: dict[str, Callable[[], ServingClient]] = {
             "REST": lambda: ServingClient(url=f"http://127.0.0.1:{rest_port}", model=MODEL_NAME),
             "gRPC": lambda: ServingClient(grpc_target=f"127.0.0.1:{grpc_port}", model=MODEL_NAME),
         }
-        for api, make in makers.items():
-            with make() as client:
-                for batch, count in ((1, args.requests), (32, args.batch_requests)):
-                    latencies = measure(lambda b=batch, c=client: c.predict(images[:b]), count, warmup=10)
-                    rows.append(summarize(api, batch, latencies))
-        for api, make in makers.items():
-            run = concurrency_run(make, images[0], args.clients, args.per_client)
-            label = f"{api} {args.clients} clients"
-            rows.append(summarize(label, 1, run["latencies"], run["wall"], errors=run["errors"]))
+
+        def in_process() -> dict[str, Any]:
+            return {
+                str(batch): measure(lambda t=tf.constant(images[:batch]): function(image_bytes=t), count, 10)
+                for batch, count in sequential
+            }
+
+        def over(api: str) -> Callable[[], dict[str, Any]]:
+            def run() -> dict[str, Any]:
+                with makers[api]() as client:
+                    return {
+                        str(batch): measure(lambda b=batch, c=client: c.predict(images[:b]), count, 10)
+                        for batch, count in sequential
+                    }
+
+            return run
+
+        def concurrent(api: str) -> Callable[[], dict[str, Any]]:
+            return lambda: concurrency_run(makers[api], images[0], args.clients, args.per_client)
+
+        latencies = run_alternating(
+            {"in-process": in_process, "REST": over("REST"), "gRPC": over("gRPC")}, args.rounds
+        )
+        concurrency = run_alternating(
+            {f"{api}, {args.clients} clients × {args.per_client}": concurrent(api) for api in makers},
+            args.rounds,
+        )
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
-        shutil.rmtree(serving_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
-    report = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-        },
-        "model_dir": os.path.abspath(args.model_dir),
-        "image_bytes_mean": round(sum(map(len, images)) / len(images)),
-        "server": "visiontfx local server (one process, no server-side batching), loopback",
-        "results": rows,
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    rows: list[dict] = []
+    for path, runs in latencies.items():
+        for batch, _ in sequential:
+            pooled = [value for run in runs for value in run[str(batch)]]
+            rows.append(summarize(path, batch, pooled))
+    for label, runs in concurrency.items():
+        pooled = [value for run in runs for value in run["latencies"]]
+        wall = sum(run["wall"] for run in runs)
+        rows.append(summarize(label, 1, pooled, wall, errors=sum(run["errors"] for run in runs)))
+    table = [
+        {
+            "path": row["path"],
+            "batch": row["batch"],
+            "requests": row["requests"],
+            "p50 ms": row["p50_ms"],
+            "p99 ms": row["p99_ms"],
+            "requests/s": row["requests_per_s"],
+            "images/s": row["images_per_s"],
+            "errors": row.get("errors", ""),
+        }
+        for row in rows
+    ]
     print(markdown_table(rows))
-    print(f"\nwritten to {args.output}")
+    write_result(
+        "serving",
+        {
+            "tensorflow": tf.__version__,
+            "model_dir": os.path.abspath(args.model_dir),
+            "image_bytes_mean": round(sum(map(len, images)) / len(images)),
+            "server": "visiontfx local server (one process, no server-side batching), loopback",
+            "rounds": args.rounds,
+            "load_average": load_range({**latencies, **concurrency}),
+            "results": rows,
+            "table": table,
+        },
+        args.quick,
+    )
     errors = sum(row.get("errors", 0) for row in rows)
     return 1 if errors else 0
 

@@ -49,6 +49,7 @@ Strategy = Literal["auto", "default", "mirrored", "multi_worker", "tpu"]
 DirectRunningMode = Literal["in_memory", "multi_threading", "multi_processing"]
 KubeflowPlatform = Literal["kubeflow", "vertex"]
 DriftAction = Literal["warn", "fail", "off"]
+LrSchedule = Literal["plateau", "cosine", "one_cycle"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +153,9 @@ class ModelConfig:
 class TrainingConfig:
     batch_size: int = 64
     warmup_epochs: int = 1
+    # > 0: each warm-up epoch (the head alone, backbone frozen) is this many steps instead of
+    # a pass over the data; a linear head on pretrained features settles in a few hundred.
+    warmup_steps: int = 0
     finetune_epochs: int = 2
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 0.0  # 0: learning_rate / 10
@@ -168,8 +172,14 @@ class TrainingConfig:
     class_weighting: bool = False
     focal_loss_gamma: float = 0.0  # > 0 switches to focal loss
     label_smoothing: float = 0.0
+    # The learning rate within each phase: "plateau" (constant, cut 5× when val_loss stalls),
+    # "cosine" (decays to 0 by the phase's end) or "one_cycle" (linear ramp-up over
+    # lr_warmup_fraction of the phase's steps, then cosine decay to 0).
+    lr_schedule: LrSchedule = "plateau"
+    lr_warmup_fraction: float = 0.1
     sanity_overfit_batch: bool = False
-    # Bit-exact kernels (TF op determinism) for GPUs; on CPU the same seed already repeats a run.
+    # Identical metrics on a re-run: TF op determinism and tf.data in order (with the fixed
+    # seeds every run has). Off by default: unordered tf.data is faster.
     deterministic: bool = False
     tune: bool = False  # a TFX Tuner (KerasTuner RandomSearch) picks lr, dropout, unfreeze depth
     tune_trials: int = 4
@@ -452,11 +462,12 @@ def _check_ranges(instance: Any, prefix: str) -> None:
         _require(instance.unfreeze_layers >= -1, f"'{p}unfreeze_layers' must be -1 (all), 0 or more.")
         _require(0.0 <= instance.unfreeze_fraction <= 1.0, f"'{p}unfreeze_fraction' must be in [0, 1].")
         _require(
-            instance.steps_per_epoch >= 0 and instance.eval_steps >= 0,
-            f"'{p}steps_per_epoch' and '{p}eval_steps' must be >= 0.",
+            instance.steps_per_epoch >= 0 and instance.eval_steps >= 0 and instance.warmup_steps >= 0,
+            f"'{p}steps_per_epoch', '{p}eval_steps' and '{p}warmup_steps' must be >= 0.",
         )
         _require(instance.focal_loss_gamma >= 0, f"'{p}focal_loss_gamma' must be >= 0.")
         _require(0.0 <= instance.label_smoothing < 1.0, f"'{p}label_smoothing' must be in [0, 1).")
+        _require(0.0 <= instance.lr_warmup_fraction < 1.0, f"'{p}lr_warmup_fraction' must be in [0, 1).")
         _require(instance.tune_trials >= 1, f"'{p}tune_trials' must be at least 1.")
     elif isinstance(instance, EvaluationConfig):
         _require(0.0 <= instance.min_accuracy <= 1.0, f"'{p}min_accuracy' must be in [0, 1].")

@@ -97,14 +97,16 @@ def make_dataset(
     repeat: bool | None = None,
     workers: int = 1,
     worker_index: int = 0,
+    ordered: bool = True,
 ) -> tf.data.Dataset:
     """(scaled images [B,S,S,3], labels [B]) batches.
 
     Training data are shuffled (files, then records), repeated, batched with
     a fixed batch size and augmented; evaluation data are read once, in order.
-    Every stage runs in parallel and in a fixed order, and ``augment`` (see
-    ``augment.py``) is seeded per batch index, so the same seed gives the same
-    batches.
+    Every stage runs in parallel; ``augment`` (see ``augment.py``) is seeded
+    per batch index. ``ordered`` keeps every stage in a fixed order, so the
+    same seed gives the same batches (``training.deterministic``); without it
+    a parallel stage may hand over whichever element is ready first.
 
     With several ``workers`` (MultiWorkerMirroredStrategy) each worker trains
     on its own files when there are enough of them (sharded here: tf.data's
@@ -123,7 +125,7 @@ def make_dataset(
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
         cycle_length=min(4, len(files)),
         num_parallel_calls=AUTOTUNE,
-        deterministic=True,  # seeded runs must see batches in the same order
+        deterministic=ordered,
     )
     if training:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
@@ -148,9 +150,9 @@ def make_dataset(
         # Number the batches for their augmentation seeds. A scan, not enumerate(): enumerate()
         # adds a second source dataset, which file-based auto-sharding (MultiWorker) rejects.
         numbered = dataset.scan(tf.constant(0, tf.int64), lambda index, batch: (index + 1, (index, batch)))
-        dataset = numbered.map(transform_and_augment, num_parallel_calls=AUTOTUNE, deterministic=True)
+        dataset = numbered.map(transform_and_augment, num_parallel_calls=AUTOTUNE, deterministic=ordered)
     else:
-        dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
+        dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=ordered)
     dataset = dataset.prefetch(AUTOTUNE)
     if workers > 1:
         options = tf.data.Options()

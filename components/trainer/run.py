@@ -43,6 +43,7 @@ from visiontfx.components.trainer.model import (
     resolve_weights,
     unfreeze_top,
 )
+from visiontfx.components.trainer.schedule import PhaseSchedule, phase_learning_rate
 
 HISTORY_FILE = "training_history.json"
 BASELINES_FILE = "baselines.json"
@@ -145,8 +146,12 @@ class TrainerSettings:
 
     @property
     def deterministic(self) -> bool:
-        """Bit-exact kernels (GPUs); CPU runs with the same seed already agree."""
+        """Identical re-runs: op determinism and tf.data in order (the default trades them for speed)."""
         return bool(self.training.get("deterministic", False))
+
+    @property
+    def lr_schedule(self) -> str:
+        return str(self.training["lr_schedule"])
 
     @property
     def pretrained(self) -> bool:
@@ -342,14 +347,17 @@ def make_callbacks(
             restore_best_weights=True,
             verbose=1,
         ),
-        tf_keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=0.2,
-            patience=int(training["reduce_lr_patience"]),
-            min_lr=1e-7,
-            verbose=1,
-        ),
     ]
+    if settings.lr_schedule == "plateau":  # a scheduled rate is not the callback's to change
+        callbacks.append(
+            tf_keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.2,
+                patience=int(training["reduce_lr_patience"]),
+                min_lr=1e-7,
+                verbose=1,
+            )
+        )
     if backup_dir is None:
         return callbacks
     return [
@@ -363,7 +371,9 @@ def make_callbacks(
     ]
 
 
-def compile_model(model: tf_keras.Model, learning_rate: float, loss: Any, policy: str) -> None:
+def compile_model(
+    model: tf_keras.Model, learning_rate: float | PhaseSchedule, loss: Any, policy: str
+) -> None:
     optimizer = hardware.scaled_optimizer(tf_keras.optimizers.Adam(learning_rate), policy)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
 
@@ -459,6 +469,7 @@ def prepare(fn_args: Any, settings: TrainerSettings) -> TrainingSetup:
         augment,
         workers=workers,
         worker_index=hardware.worker_index(),
+        ordered=settings.deterministic,
     )
     eval_dataset = data.make_dataset(
         fn_args.eval_files,
@@ -468,6 +479,7 @@ def prepare(fn_args: Any, settings: TrainerSettings) -> TrainingSetup:
         settings.seed,
         repeat=bool(eval_steps),
         workers=workers,
+        ordered=settings.deterministic,
     )
     return TrainingSetup(
         settings=settings,
@@ -517,6 +529,11 @@ class Phase:
     trainable: str  # "all" (scratch), "head" (frozen backbone) or "top" (fine-tuning)
     unfreeze_layers: int = 0
     unfreeze_fraction: float = 0.0
+    steps_per_epoch: int = 0  # 0: one pass over the training split (or training.steps_per_epoch)
+
+    def steps(self, default_steps_per_epoch: int) -> int:
+        """Steps in one epoch of this phase."""
+        return self.steps_per_epoch or default_steps_per_epoch
 
 
 def plan_phases(settings: TrainerSettings) -> list[Phase]:
@@ -526,7 +543,10 @@ def plan_phases(settings: TrainerSettings) -> list[Phase]:
     if not settings.pretrained:
         # Freezing a random backbone would train a head on noise.
         return [Phase("scratch", 0, warmup + finetune, settings.learning_rate, "all")]
-    phases = [Phase("warmup", 0, warmup, settings.learning_rate, "head")] if warmup else []
+    phases = []
+    if warmup:  # the head alone needs far fewer steps than a pass over the data: warmup_steps
+        steps = int(training["warmup_steps"])
+        phases.append(Phase("warmup", 0, warmup, settings.learning_rate, "head", steps_per_epoch=steps))
     # Gradual unfreezing: one stage per fine-tuning epoch, each unfreezing a larger top share.
     stages = (finetune if training["gradual_unfreeze"] else 1) if finetune else 0
     layers, fraction = int(training["unfreeze_layers"]), float(training["unfreeze_fraction"])
@@ -595,16 +615,22 @@ def train_phases(
     fit_kwargs = dict(
         x=setup.train_dataset,
         validation_data=setup.eval_dataset,
-        steps_per_epoch=setup.steps_per_epoch,
         validation_steps=setup.eval_steps,
         verbose=_verbosity(),
         class_weight=class_weights(setup.train_counts) if setup.balanced else None,
     )
     phases = plan_phases(settings)
     for number, phase in enumerate(phases, start=1):
+        steps_per_epoch = phase.steps(setup.steps_per_epoch)
+        learning_rate = phase_learning_rate(
+            settings.lr_schedule,
+            phase.learning_rate,
+            (phase.last_epoch - phase.first_epoch) * steps_per_epoch,
+            float(settings.training["lr_warmup_fraction"]),
+        )
         with setup.strategy.scope():
             trainable = configure_trainable(backbone, phase)
-            compile_model(model, phase.learning_rate, loss, setup.policy)
+            compile_model(model, learning_rate, loss, setup.policy)
         done = _phase_done_path(backup_dir, phase) if backup_dir else None
         if done and tf.io.gfile.exists(done + ".json"):
             print(f"[Trainer] {phase.name} already finished in an interrupted run: skipping it", flush=True)
@@ -617,17 +643,21 @@ def train_phases(
         epochs = f"{phase.first_epoch + 1}-{phase.last_epoch}"
         print(
             f"[Trainer] phase {number}/{len(phases)} {phase.name} ({phase.trainable}): {trainable} backbone "
-            f"layers trainable, lr {phase.learning_rate:g}, epochs {epochs}",
+            f"layers trainable, lr {phase.learning_rate:g} ({settings.lr_schedule}), epochs {epochs}",
             flush=True,
         )
         resumed: dict[str, Any] = {}
         callbacks = [
-            *make_callbacks(settings, phase.name, log_dir, backup_dir, setup.steps_per_epoch),
+            *make_callbacks(settings, phase.name, log_dir, backup_dir, steps_per_epoch),
             ResumeLogger(phase.name, phase.first_epoch, resumed),
             *extra_callbacks,
         ]
         result = model.fit(
-            epochs=phase.last_epoch, initial_epoch=phase.first_epoch, callbacks=callbacks, **fit_kwargs
+            epochs=phase.last_epoch,
+            initial_epoch=phase.first_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            **fit_kwargs,
         )
         record = {
             "name": phase.name,

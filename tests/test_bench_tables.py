@@ -1,0 +1,90 @@
+"""The benchmark tables in docs/benchmarks.md are generated from the committed result JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import tables
+from bench.common import alternating_orders, spread
+
+RESULT = {
+    "benchmark": "demo",
+    "date": "2026-12-02T12:00:00+00:00",
+    "machine": {"cpus": 2, "python": "3.10.13"},
+    "rounds": 4,
+    "load_average": {"min": 0.3, "max": 1.7},
+    "table": [
+        {"method": "baseline", "seconds": "10.0 (9.0–11.0)", "ratio": 1.0},
+        {"method": "ours", "seconds": "5.0 (4.5–6.0)", "ratio": "**2.0**"},
+    ],
+}
+DOC = """# Benchmarks
+
+Prose before.
+
+<!-- bench:demo -->
+an old table
+<!-- /bench:demo -->
+
+Prose after, untouched.
+
+<!-- bench:other -->
+kept: no result file for it
+<!-- /bench:other -->
+"""
+
+
+def test_the_table_is_rendered_from_the_json_rows() -> None:
+    rendered = tables.render(RESULT, "bench/demo.json")
+    lines = rendered.splitlines()
+    assert lines[0] == (
+        "_Generated from [bench/demo.json](bench/demo.json) — measured 2026-12-02 on 2 CPUs, "
+        "4 alternating rounds, load average 0.3–1.7; median (min–max)._"
+    )
+    assert lines[2:] == [
+        "| method | seconds | ratio |",
+        "|---|---|---|",
+        "| baseline | 10.0 (9.0–11.0) | 1.0 |",
+        "| ours | 5.0 (4.5–6.0) | **2.0** |",
+    ]
+
+
+def test_only_the_marked_sections_with_a_result_are_rewritten(tmp_path: Path) -> None:
+    results = tmp_path / "bench"
+    results.mkdir()
+    (results / "demo.json").write_text(json.dumps(RESULT))
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(DOC)
+    assert tables.update_doc(doc, results) == ["demo"]
+    text = doc.read_text()
+    assert "an old table" not in text
+    assert tables.render(RESULT, "bench/demo.json") in text
+    assert text.startswith("# Benchmarks\n\nProse before.\n\n<!-- bench:demo -->\n_Generated")
+    assert "<!-- /bench:demo -->\n\nProse after, untouched." in text
+    assert "kept: no result file for it" in text
+    assert tables.update_doc(doc, results) == ["demo"]
+    assert doc.read_text() == text  # idempotent
+
+
+def test_a_result_without_its_section_fails_naming_the_markers() -> None:
+    with pytest.raises(ValueError, match="<!-- bench:missing -->"):
+        tables.rewrite(DOC, "missing", "table")
+
+
+def test_the_shipped_doc_has_a_section_for_every_committed_result() -> None:
+    doc = tables.DOC.read_text()
+    for path in tables.RESULTS_DIR.glob("*.json"):
+        assert tables.section_pattern(path.stem).search(doc), path.name
+
+
+def test_rounds_alternate_abba_and_spread_keeps_the_range() -> None:
+    assert alternating_orders(["a", "b"], 4) == [["a", "b"], ["b", "a"], ["a", "b"], ["b", "a"]]
+    assert spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+
+
+def test_an_empty_section_is_filled() -> None:
+    doc = "<!-- bench:demo -->\n<!-- /bench:demo -->\n"
+    assert tables.rewrite(doc, "demo", "table") == "<!-- bench:demo -->\ntable\n<!-- /bench:demo -->\n"
