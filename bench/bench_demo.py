@@ -34,7 +34,7 @@ QUICK = (
 
 def run_demo(root: Path, overrides: list[str]) -> dict[str, Any]:
     command = [
-        sys.executable, "-m", "visiontfx.pipeline.cli", "run", "--json", "--config", str(DEMO),
+        sys.executable, "-m", "visiontfx.tools.cli", "run", "--json", "--config", str(DEMO),
         f"pipeline.root={root}", f"serving.serving_dir={root / 'serving'}", *overrides,
     ]  # fmt: skip
     before = load_average()

@@ -48,10 +48,10 @@ import tf_keras
 
 from visiontfx.components.trainer import data, hardware
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
-from visiontfx.components.trainer.lr_finder import run_until_transform
 from visiontfx.components.trainer.run import TrainerSettings, build_model, prepare, train_phases
 from visiontfx.pipeline.config import DEMO_CONFIG, Config, load_config
 from visiontfx.pipeline.dag import trainer_custom_config
+from visiontfx.tools.lr_find import run_until_transform
 
 TODAY = "today (demo before issue 13)"
 LEVERS = "levers (issue 13)"

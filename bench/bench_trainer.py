@@ -52,7 +52,6 @@ import tf_keras
 from visiontfx.components.trainer import data, hardware, run
 from visiontfx.components.trainer.augment import make_augmenter
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
-from visiontfx.components.trainer.lr_finder import run_until_transform
 from visiontfx.components.trainer.run import (
     TrainerSettings,
     TrainingSetup,
@@ -67,6 +66,7 @@ from visiontfx.components.trainer.run import (
 from visiontfx.components.transform.augmentation import build_augmentation
 from visiontfx.pipeline.config import Config, load_config
 from visiontfx.pipeline.dag import trainer_custom_config
+from visiontfx.tools.lr_find import run_until_transform
 
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "tiny.yaml"
 GOALS = {"transfer_gain_points": 5.0, "trainer_vs_fit": 0.97, "pipeline_under_contention": 0.9}

@@ -9,6 +9,7 @@ allowed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import re
@@ -602,3 +603,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if not isinstance(loaded, Mapping):
         raise ConfigError(f"{config_path} must hold a mapping at the top level.")
     return from_dict(apply_overrides(loaded, overrides))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shared ``--config FILE`` and ``key=value`` overrides."""
+    parser.add_argument("--config", help="YAML config file (default: the demo config)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="override one config value")

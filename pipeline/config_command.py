@@ -10,7 +10,7 @@ from visiontfx.pipeline.config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from visiontfx.pipeline.cli import add_config_arguments
+    from visiontfx.pipeline.config import add_config_arguments
 
     add_config_arguments(parser)
 

@@ -30,8 +30,8 @@ from visiontfx.components.image_example_gen.component import ImageExampleGen
 from visiontfx.components.pusher.component import ServingPusher
 from visiontfx.components.serving.signatures import EXAMPLES_SIGNATURE
 from visiontfx.contracts.edge import EDGE_EXPORT_ID
+from visiontfx.contracts.ids import BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID
 from visiontfx.pipeline.config import Config, ConfigError
-from visiontfx.pipeline.metadata import BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 # How the Evaluator finds its baseline (see make_baseline_resolver).

@@ -557,7 +557,7 @@ def default_output(config: Config, target: Target) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from visiontfx.pipeline.cli import add_config_arguments
+    from visiontfx.pipeline.config import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument(

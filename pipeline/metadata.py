@@ -10,12 +10,6 @@ from ml_metadata.proto import metadata_store_pb2
 
 RUN_CONTEXT_TYPE = "pipeline_run"
 NODE_CONTEXT_TYPE = "node"
-# The DAG's baseline resolver (pipeline/dag.py): a resolver node, which never
-# "runs" or caches like a component does.
-BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
-# The drift check's baseline statistics (pipeline/dag.py:make_drift_nodes).
-DRIFT_BASELINE_RESOLVER_ID = "previous_trained_statistics_resolver"
-RESOLVER_IDS = (BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID)
 INPUT_FINGERPRINT_PROPERTY = "input_fingerprint"  # TFX's ExampleGen property name
 _STATES = metadata_store_pb2.Execution.State
 

@@ -12,8 +12,8 @@ from visiontfx.components.drift import results as drift_results
 from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
 from visiontfx.components.evaluator import results
 from visiontfx.components.evaluator.eval_config import ACCURACY_METRIC
-from visiontfx.components.image_example_gen.features import REPORT_FILE
-from visiontfx.components.trainer.run import BASELINES_FILE, HISTORY_FILE
+from visiontfx.contracts.artifacts import BASELINES_FILE, HISTORY_FILE
+from visiontfx.contracts.features import REPORT_FILE
 from visiontfx.pipeline import metadata
 
 EXAMPLE_GEN_IDS = ("ImageExampleGen", "ImportExampleGen")

@@ -55,10 +55,10 @@ def build_test_model(export_dir: str | Path, seed: int = 0, top_k: int = 3) -> s
     import tensorflow as tf
     import tf_keras
 
-    from visiontfx.components.image_example_gen.features import IMAGE_KEY
     from visiontfx.components.serving.signatures import make_signatures
     from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
     from visiontfx.components.transform.preprocessing import images_from_bytes
+    from visiontfx.contracts.features import IMAGE_KEY
 
     skip_tf_keras_in_autograph()  # tracing tf_keras internals costs ~20 s otherwise
     tf_keras.utils.set_random_seed(seed)

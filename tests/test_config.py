@@ -120,7 +120,7 @@ def test_replace_revalidates() -> None:
 
 
 def test_cli_reports_config_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from visiontfx.pipeline.cli import main
+    from visiontfx.tools.cli import main
 
     assert main(["config", "model.backbon=x"]) == 2
     assert "Did you mean 'backbone'" in capsys.readouterr().err

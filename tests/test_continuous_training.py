@@ -29,8 +29,9 @@ import tensorflow as tf
 from conftest import REPO, TINY_CONFIG, tiny_config
 from image_factory import broken_images, write_fashion_mnist_folder
 
-from visiontfx.components.image_example_gen.features import REPORT_FILE
+from visiontfx.contracts import ids
 from visiontfx.contracts.failures import EXIT_DATA, DriftError
+from visiontfx.contracts.features import REPORT_FILE
 from visiontfx.pipeline import metadata
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def _overrides(root: Path, *extra: str) -> list[str]:
 
 
 def _states(result: dict[str, Any]) -> dict[str, str]:
-    return {node: state for node, state in result["components"].items() if node not in metadata.RESOLVER_IDS}
+    return {node: state for node, state in result["components"].items() if node not in ids.RESOLVER_IDS}
 
 
 def _report(result: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
         "-m",
-        "visiontfx.pipeline.cli",
+        "visiontfx.tools.cli",
         "run",
         "--config",
         str(TINY_CONFIG),
@@ -173,7 +174,7 @@ def test_added_images_are_ingested_and_trained_on(spans_runs: dict[str, Any]) ->
     # --json: stdout is the JSON alone (Keras' epoch lines went to stderr), and every
     # component that ran has a progress line and a timing.
     assert "Epoch" not in completed.stdout and "loss:" in completed.stderr
-    ran = {node for node, state in added["components"].items() if node not in metadata.RESOLVER_IDS}
+    ran = {node for node, state in added["components"].items() if node not in ids.RESOLVER_IDS}
     assert set(added["component_seconds"]) >= ran
     for node in ran:
         assert f"] {node} done in" in completed.stderr

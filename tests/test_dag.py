@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from conftest import tiny_config
 
+from visiontfx.contracts.ids import DRIFT_BASELINE_RESOLVER_ID
 from visiontfx.pipeline import metadata
 from visiontfx.pipeline.config import from_dict
 from visiontfx.pipeline.dag import RunLocations, create_pipeline, schema_file
@@ -148,7 +149,7 @@ def test_drift_fail_gates_the_trainer_and_off_or_clusters_have_no_drift_nodes(tm
 
     ids, edges = ids_and_edges({"action": "fail"}, str(tmp_path / "m.sqlite"))
     assert ("DistributionValidator", "DriftGate") in edges and ("DriftGate", "Trainer") in edges
-    drift_nodes = {"DistributionValidator", "DriftGate", metadata.DRIFT_BASELINE_RESOLVER_ID}
+    drift_nodes = {"DistributionValidator", "DriftGate", DRIFT_BASELINE_RESOLVER_ID}
     ids, _ = ids_and_edges({"action": "off"}, str(tmp_path / "m.sqlite"))
     assert not ids & drift_nodes
     ids, _ = ids_and_edges({"action": "fail"}, None)  # Kubeflow/Vertex: no custom resolver there

@@ -311,8 +311,8 @@ def test_compile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_command_modules_import_without_tensorflow() -> None:
     code = (
-        "import sys, visiontfx.pipeline.kubeflow, visiontfx.pipeline.kubeflow_submit, "
-        "visiontfx.pipeline.kubeflow_schedule\n"
+        "import sys, visiontfx.pipeline.kubeflow, visiontfx.tools.kubeflow_submit, "
+        "visiontfx.tools.kubeflow_schedule\n"
         "heavy = [m for m in ('tfx', 'tensorflow', 'kfp', 'google.cloud.aiplatform') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )
@@ -616,7 +616,7 @@ def proto_round_trip(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_submit_creates_a_run_in_the_experiment(compiled: dict[str, Path], kfp_env: None) -> None:
-    from visiontfx.pipeline import kubeflow_submit
+    from visiontfx.tools import kubeflow_submit
 
     with RecordingServer(FakeKfp()) as server:
         argv = ["--config", str(TINY_CONFIG), "--spec", str(compiled["kubeflow"]), "--endpoint", server.url]
@@ -644,7 +644,7 @@ def test_submit_sets_epochs_and_accuracy_bar_by_name(compiled: dict[str, Path], 
     from google.protobuf import json_format
     from tensorflow_model_analysis import EvalConfig
 
-    from visiontfx.pipeline import kubeflow_submit
+    from visiontfx.tools import kubeflow_submit
 
     spec = spec_of(compiled["kubeflow"])
     defaults = {name: p["defaultValue"] for name, p in spec["root"]["inputDefinitions"]["parameters"].items()}
@@ -675,7 +675,7 @@ def test_submit_sets_epochs_and_accuracy_bar_by_name(compiled: dict[str, Path], 
 
 
 def test_parameter_shorthands_combine_with_json_and_check_their_values(compiled: dict[str, Path]) -> None:
-    from visiontfx.pipeline.kubeflow_submit import parse_parameters
+    from visiontfx.tools.kubeflow_submit import parse_parameters
 
     spec = spec_of(compiled["kubeflow"])
     edited = json.loads(
@@ -694,7 +694,7 @@ def test_parameter_shorthands_combine_with_json_and_check_their_values(compiled:
 def test_submit_without_spec_compiles_the_config_with_its_overrides(
     kfp_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from visiontfx.pipeline import kubeflow_submit
+    from visiontfx.tools import kubeflow_submit
 
     with RecordingServer(FakeKfp()) as server:
         monkeypatch.setenv("KFP_ENDPOINT", server.url)  # the endpoint from the environment
@@ -713,7 +713,7 @@ def test_submit_without_spec_compiles_the_config_with_its_overrides(
 def test_an_api_refusal_is_reported_not_raised(
     compiled: dict[str, Path], kfp_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from visiontfx.pipeline import kubeflow_submit
+    from visiontfx.tools import kubeflow_submit
 
     def forbid_runs(request: Request) -> tuple[int, Any] | None:
         if request.path == "/apis/v2beta1/runs":
@@ -730,7 +730,7 @@ def test_an_api_refusal_is_reported_not_raised(
 def test_schedule_creates_a_recurring_run(
     compiled: dict[str, Path], kfp_env: None, catchup: bool, no_catchup: bool
 ) -> None:
-    from visiontfx.pipeline import kubeflow_schedule
+    from visiontfx.tools import kubeflow_schedule
 
     with RecordingServer(FakeKfp()) as server:
         argv = ["--config", str(TINY_CONFIG), "--spec", str(compiled["kubeflow"]), "--endpoint", server.url]
@@ -755,7 +755,7 @@ def test_schedule_creates_a_recurring_run(
 def test_schedule_defaults_and_replacing_an_existing_one(
     compiled: dict[str, Path], kfp_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from visiontfx.pipeline import kubeflow_schedule
+    from visiontfx.tools import kubeflow_schedule
 
     # The pod's projected service-account token instead of KFP_TOKEN.
     monkeypatch.delenv("KFP_TOKEN")
@@ -786,7 +786,7 @@ def test_schedule_defaults_and_replacing_an_existing_one(
 def test_kfp_gets_the_bare_spec_even_from_a_vertex_job(compiled: dict[str, Path], tmp_path: Path) -> None:
     from kfp.client.client import _extract_pipeline_yaml
 
-    from visiontfx.pipeline.kubeflow_submit import prepare_submission
+    from visiontfx.tools.kubeflow_submit import prepare_submission
 
     args = argparse.Namespace(spec=str(compiled["vertex"]), overrides=[], param=[], no_cache=False)
     submission = prepare_submission(args, cluster_config(), str(tmp_path))
@@ -797,7 +797,7 @@ def test_kfp_gets_the_bare_spec_even_from_a_vertex_job(compiled: dict[str, Path]
 
 
 def test_submit_refuses_what_a_compiled_spec_cannot_honour(compiled: dict[str, Path], tmp_path: Path) -> None:
-    from visiontfx.pipeline.kubeflow_submit import prepare_submission
+    from visiontfx.tools.kubeflow_submit import prepare_submission
 
     def prepare(*, overrides: list[str] = (), param: list[str] = ()) -> Any:  # type: ignore[assignment]
         args = argparse.Namespace(
@@ -818,7 +818,7 @@ def test_submit_refuses_what_a_compiled_spec_cannot_honour(compiled: dict[str, P
 
 
 def test_no_endpoint_is_an_error_outside_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
-    from visiontfx.pipeline.kubeflow_submit import KfpBackend
+    from visiontfx.tools.kubeflow_submit import KfpBackend
 
     for name in ("KFP_ENDPOINT", "KF_PIPELINES_ENDPOINT", "KUBERNETES_SERVICE_HOST"):
         monkeypatch.delenv(name, raising=False)
@@ -833,7 +833,7 @@ def test_no_endpoint_is_an_error_outside_a_cluster(monkeypatch: pytest.MonkeyPat
 
 
 def test_cron_expressions() -> None:
-    from visiontfx.pipeline.kubeflow_submit import kfp_cron, vertex_cron
+    from visiontfx.tools.kubeflow_submit import kfp_cron, vertex_cron
 
     assert kfp_cron("0 3 * * *") == "0 0 3 * * *"
     assert kfp_cron("15 0 3 * * *") == "15 0 3 * * *"  # already KFP's 6-field form
@@ -945,7 +945,7 @@ def vertex_argv(compiled: dict[str, Path], server: RecordingServer) -> list[str]
 def test_vertex_submit_creates_a_pipeline_job(
     compiled: dict[str, Path], vertex_env: Callable[[RecordingServer], None]
 ) -> None:
-    from visiontfx.pipeline import kubeflow_submit
+    from visiontfx.tools import kubeflow_submit
 
     with RecordingServer(FakeVertex()) as server:
         vertex_env(server)
@@ -973,7 +973,7 @@ def test_vertex_submit_creates_a_pipeline_job(
 def test_vertex_schedule_creates_a_pipeline_job_schedule(
     compiled: dict[str, Path], vertex_env: Callable[[RecordingServer], None]
 ) -> None:
-    from visiontfx.pipeline import kubeflow_schedule
+    from visiontfx.tools import kubeflow_schedule
 
     with RecordingServer(FakeVertex()) as server:
         vertex_env(server)
@@ -1000,7 +1000,7 @@ def test_vertex_schedule_creates_a_pipeline_job_schedule(
 
 
 def test_vertex_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
-    from visiontfx.pipeline.kubeflow_submit import VertexBackend, backend_for
+    from visiontfx.tools.kubeflow_submit import VertexBackend, backend_for
 
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     with pytest.raises(ConfigError, match=r"kubeflow\.project"):

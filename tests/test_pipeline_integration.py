@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visiontfx.components.image_example_gen.features import REPORT_FILE
+from visiontfx.contracts import ids
+from visiontfx.contracts.features import REPORT_FILE
 from visiontfx.pipeline import metadata
 
 pytestmark = pytest.mark.integration
@@ -97,14 +98,14 @@ def test_pushed_model_signatures_agree(tiny_runs: dict[str, Any]) -> None:
 def test_second_run_is_fully_cached(tiny_runs: dict[str, Any]) -> None:
     run = _run(tiny_runs, "second")
     assert run.run_id != tiny_runs["first"]["run_id"]
-    states = {node: c.state for node, c in run.components.items() if node not in metadata.RESOLVER_IDS}
+    states = {node: c.state for node, c in run.components.items() if node not in ids.RESOLVER_IDS}
     assert set(states.values()) == {"CACHED"}, states
     assert tiny_runs["second"]["pushed_to"] == tiny_runs["first"]["pushed_to"]
 
 
 def test_a_fully_cached_run_reuses_the_previous_report(tiny_runs: dict[str, Any]) -> None:
-    from visiontfx.components.report.builder import default_output_dir
-    from visiontfx.pipeline.local_runner import reusable_report
+    from visiontfx.tools.report.builder import default_output_dir
+    from visiontfx.tools.run_command import reusable_report
 
     first, second = tiny_runs["first"], tiny_runs["second"]
     page = default_output_dir(_run(tiny_runs), first["pipeline_root"]) / "report.html"  # where it is built

@@ -124,7 +124,7 @@ def direct_run(tiny_runs: dict[str, Any]) -> metadata.PipelineRun:
 
 
 def split_counts(run: metadata.PipelineRun) -> dict[str, int]:
-    from visiontfx.components.image_example_gen.features import REPORT_FILE
+    from visiontfx.contracts.features import REPORT_FILE
 
     report = json.loads(Path(run.uri("ImageExampleGen", "examples"), REPORT_FILE).read_text())
     return {split: body["total"] for split, body in report["splits"].items()}

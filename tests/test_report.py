@@ -30,7 +30,7 @@ import pytest
 from conftest import TINY_CONFIG, tiny_config
 from PIL import Image
 
-from visiontfx.components.report.facts import (
+from visiontfx.tools.report.facts import (
     AugmentationPreview,
     ComponentRow,
     LabeledImage,
@@ -159,9 +159,9 @@ def _decode_png(source: str) -> Image.Image:
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from visiontfx.components.evaluator import results
-    from visiontfx.components.report import command
     from visiontfx.pipeline import metadata
     from visiontfx.pipeline.local_runner import run_pipeline
+    from visiontfx.tools.report import command
 
     root = tmp_path_factory.mktemp("report_pipeline")
     overrides = [f"pipeline.root={root}", f"serving.serving_dir={root / 'serving'}"]
@@ -195,7 +195,7 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.mark.integration
 def test_report_is_written_next_to_the_run(report_run: dict[str, Any]) -> None:
-    from visiontfx.components.report.builder import safe_name
+    from visiontfx.tools.report.builder import safe_name
 
     expected = (
         Path(report_run["second"]["pipeline_root"]) / "reports" / safe_name(report_run["second"]["run_id"])
@@ -486,7 +486,7 @@ HOSTILE_NAMES = ['<img src=x onerror="alert(1)">', 'say "$x$" & co', "Ünïcode/
 
 
 def test_strings_from_data_are_escaped() -> None:
-    from visiontfx.components.report.builder import render_report
+    from visiontfx.tools.report.builder import render_report
 
     document, figures = render_report(_fake_data(HOSTILE_NAMES))
     for raw in (
@@ -511,7 +511,7 @@ def test_strings_from_data_are_escaped() -> None:
 
 
 def test_every_branch_renders_with_hand_made_data() -> None:
-    from visiontfx.components.report.builder import render_report
+    from visiontfx.tools.report.builder import render_report
 
     document, _ = render_report(_fake_data(["a", "b", "c"]))
     page = Page(document)
@@ -540,7 +540,7 @@ def test_every_branch_renders_with_hand_made_data() -> None:
 
 
 def test_drift_part_plots_both_class_distributions_and_flags_the_measure_beyond() -> None:
-    from visiontfx.components.report.builder import render_report
+    from visiontfx.tools.report.builder import render_report
 
     drift = {
         "compared": True,

@@ -49,8 +49,8 @@ def _clients(served: dict[str, Any], **kwargs: Any) -> list[ServingClient]:
 
 
 def test_client_constants_match_the_model_contract() -> None:
-    from visiontfx.components.image_example_gen.features import IMAGE_KEY
     from visiontfx.components.serving import signatures
+    from visiontfx.contracts.features import IMAGE_KEY
     from visiontfx.tools.serving import client
 
     assert client.DEFAULT_SIGNATURE == signatures.DEFAULT_SIGNATURE

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from conftest import tiny_config
 
+from visiontfx.contracts import ids
 from visiontfx.pipeline import metadata
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,7 @@ DOWNSTREAM = {"Trainer", "Evaluator", "Pusher"}
 
 def _states(result: dict[str, Any], pipeline_name: str) -> dict[str, str]:
     run = metadata.load_run(result["metadata_path"], pipeline_name, result["run_id"])
-    return {node: c.state for node, c in run.components.items() if node != metadata.BASELINE_RESOLVER_ID}
+    return {node: c.state for node, c in run.components.items() if node != ids.BASELINE_RESOLVER_ID}
 
 
 def test_changing_only_training_settings_reruns_only_the_trainer_and_after(

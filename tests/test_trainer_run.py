@@ -24,8 +24,9 @@ from trainer_fixtures import (
 
 from visiontfx.components.serving.signatures import WARMUP_IMAGES_DIR
 from visiontfx.components.trainer import data
-from visiontfx.components.trainer.run import BASELINES_FILE, baselines, run_fn
+from visiontfx.components.trainer.run import baselines, run_fn
 from visiontfx.components.trainer.sanity import SanityCheckError
+from visiontfx.contracts.artifacts import BASELINES_FILE
 
 trainer_inputs = trainer_fixtures.trainer_inputs  # shared fixture, found by pytest under this name
 

@@ -16,8 +16,9 @@ import tf_keras
 import trainer_fixtures
 from trainer_fixtures import TrainerInputs, make_fn_args
 
-from visiontfx.components.trainer import lr_finder, tuning
 from visiontfx.components.trainer.model import build_backbone
+from visiontfx.tools import lr_find as lr_finder
+from visiontfx.tools import tuning
 
 trainer_inputs = trainer_fixtures.trainer_inputs  # shared fixture, found by pytest under this name
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "tiny.yaml"
@@ -77,7 +78,7 @@ def test_suggested_rate_is_the_steepest_descent_before_the_minimum() -> None:
 
 
 def test_lr_find_module_imports_no_tensorflow() -> None:
-    code = "import sys, visiontfx.components.trainer.lr_finder; sys.exit('tensorflow' in sys.modules)"
+    code = "import sys, visiontfx.tools.lr_find; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 

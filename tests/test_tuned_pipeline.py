@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest import tiny_config
 
-from visiontfx.components.trainer.run import HISTORY_FILE
 from visiontfx.components.trainer.tuning import DROPOUTS, LEARNING_RATES
+from visiontfx.contracts.artifacts import HISTORY_FILE
 from visiontfx.pipeline import metadata
 
 pytestmark = pytest.mark.integration

@@ -74,8 +74,8 @@ def trainer_inputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     else:
         from conftest import tiny_config
 
-        from visiontfx.components.trainer.lr_finder import run_until_transform
         from visiontfx.pipeline.local_runner import local_locations
+        from visiontfx.tools.lr_find import run_until_transform
 
         root = tmp_path_factory.mktemp("trainer_inputs")
         config = tiny_config(root)
@@ -115,7 +115,7 @@ def make_fn_args(
 
 
 def read_history(fn_args: types.SimpleNamespace) -> dict[str, Any]:
-    from visiontfx.components.trainer.run import HISTORY_FILE
+    from visiontfx.contracts.artifacts import HISTORY_FILE
 
     return json.loads((Path(fn_args.model_run_dir) / HISTORY_FILE).read_text())
 

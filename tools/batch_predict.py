@@ -87,7 +87,7 @@ def image_items(folder: str) -> Iterator[Item]:
 def tfrecord_items(source: str) -> Iterator[Item]:
     import tensorflow as tf
 
-    from visiontfx.components.image_example_gen.features import FILENAME_KEY, IMAGE_KEY
+    from visiontfx.contracts.features import FILENAME_KEY, IMAGE_KEY
 
     if os.path.isdir(source):
         files = list(_walk(source))

@@ -21,8 +21,7 @@ import tensorflow as tf
 import tf_keras
 from PIL import Image
 
-from visiontfx.components.image_example_gen.features import IMAGE_KEY, LABEL_KEY
-from visiontfx.components.transform.preprocessing import IMAGE_FEATURE
+from visiontfx.contracts.features import IMAGE_FEATURE, IMAGE_KEY, LABEL_KEY
 
 OVERLAY_ALPHA = 0.45
 _POOLING = (tf_keras.layers.MaxPooling2D, tf_keras.layers.AveragePooling2D)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx.proto import distribution_validator_pb2
 
-from visiontfx.components.image_example_gen.features import FORMAT_KEY, HEIGHT_KEY, LABEL_NAME_KEY, WIDTH_KEY
+from visiontfx.contracts.features import FORMAT_KEY, HEIGHT_KEY, LABEL_NAME_KEY, WIDTH_KEY
 
 # The split compared (statistics split, baseline split): training data is what drifts a model.
 SPLIT_PAIR = ("train", "train")

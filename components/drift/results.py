@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from visiontfx.components.drift.comparators import SPLIT_PAIR
-from visiontfx.components.image_example_gen.features import LABEL_NAME_KEY
+from visiontfx.contracts.features import LABEL_NAME_KEY
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # TFX's file name for anomalies
 

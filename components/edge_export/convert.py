@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import tensorflow as tf
 
-from visiontfx.components.trainer.backbones import backbone_info, resolve_image_size
 from visiontfx.contracts import edge
+from visiontfx.contracts.backbones import backbone_info, resolve_image_size
 
 PIXELS_INPUT = "pixels"
 OUTPUT = "probabilities"

@@ -77,7 +77,7 @@ def split_files(examples: types.Artifact, split: str) -> list[str]:
 
 def trained_class_names(model_run_uri: str) -> list[str]:
     """The vocabulary the Trainer recorded (its output index order)."""
-    from visiontfx.components.trainer.run import HISTORY_FILE
+    from visiontfx.contracts.artifacts import HISTORY_FILE
 
     path = os.path.join(model_run_uri, HISTORY_FILE)
     if not tf.io.gfile.exists(path):

@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from visiontfx.components.edge_export.convert import EdgeSettings
 from visiontfx.components.edge_export.tflite_model import TFLiteClassifier
-from visiontfx.components.image_example_gen.features import IMAGE_KEY, LABEL_KEY
 from visiontfx.components.transform.preprocessing import decode_and_resize
 from visiontfx.contracts import edge
+from visiontfx.contracts.features import IMAGE_KEY, LABEL_KEY
 
 BATCH = 64
 _SPEC = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from visiontfx.components.image_example_gen.features import LABEL_KEY
 from visiontfx.components.serving.signatures import EXAMPLES_SIGNATURE
+from visiontfx.contracts.features import LABEL_KEY
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 

@@ -33,7 +33,8 @@ from visiontfx.components.image_example_gen.decoding import (
     encode_array_as_png,
     ingest_image_bytes,
 )
-from visiontfx.components.image_example_gen.features import (
+from visiontfx.contracts.failures import DataError
+from visiontfx.contracts.features import (
     FILENAME_KEY,
     FORMAT_KEY,
     HEIGHT_KEY,
@@ -44,7 +45,6 @@ from visiontfx.components.image_example_gen.features import (
     REPORT_FILE,
     WIDTH_KEY,
 )
-from visiontfx.contracts.failures import DataError
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 CHUNK_SIZE = 500

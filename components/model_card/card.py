@@ -251,8 +251,8 @@ def gather_facts(
     evaluated_split: str = "",
 ) -> CardFacts:
     """Reads what exists; a missing input leaves its part of the card saying so."""
-    from visiontfx.components.image_example_gen.features import LABELS_FILE, REPORT_FILE
-    from visiontfx.components.trainer.run import HISTORY_FILE
+    from visiontfx.contracts.artifacts import HISTORY_FILE
+    from visiontfx.contracts.features import LABELS_FILE, REPORT_FILE
 
     ingestion = read_json(os.path.join(examples_uri, REPORT_FILE)) if examples_uri else {}
     history = read_json(os.path.join(model_run_uri, HISTORY_FILE)) if model_run_uri else {}

@@ -28,22 +28,23 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import tensorflow as tf
 
-from visiontfx.components.image_example_gen.features import IMAGE_KEY, LABEL_KEY
-from visiontfx.components.transform.preprocessing import IMAGE_FEATURE
+from visiontfx.contracts.features import IMAGE_FEATURE, IMAGE_KEY, LABEL_KEY
+from visiontfx.contracts.signatures import (
+    CLASSIFY_METHOD,
+    CLASSIFY_OUTPUT_KEYS,
+    CLASSIFY_SIGNATURE,
+    DEFAULT_SIGNATURE,
+    EXAMPLES_INPUT,
+    EXAMPLES_SIGNATURE,
+    IMAGE_INPUT,
+    OUTPUT_KEYS,
+    WARMUP_IMAGES_DIR,
+)
 
 if TYPE_CHECKING:  # only for annotations: the Pusher imports this module without TFT
     import tensorflow_transform as tft
     import tf_keras
 
-IMAGE_INPUT = "image_bytes"
-EXAMPLES_INPUT = "inputs"
-DEFAULT_SIGNATURE = "serving_default"
-EXAMPLES_SIGNATURE = "serving_examples"
-CLASSIFY_SIGNATURE = "classification"
-OUTPUT_KEYS = ("probabilities", "classes", "scores")
-CLASSIFY_OUTPUT_KEYS = ("classes", "scores")
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-WARMUP_IMAGES_DIR = os.path.join("assets.extra", "warmup_images")
 
 # What tf.io.decode_image recognises, by leading bytes.
 IMAGE_SIGNATURES = {b"\xff\xd8\xff": "jpg", b"\x89PNG": "png", b"GIF8": "gif", b"BM": "bmp"}

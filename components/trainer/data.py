@@ -15,14 +15,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from visiontfx.components.image_example_gen.features import (
+from visiontfx.components.trainer.augment import Augmenter
+from visiontfx.contracts.features import (
+    IMAGE_FEATURE,
     IMAGE_KEY,
+    LABEL_FEATURE,
     LABEL_KEY,
     LABELS_FILE,
     REPORT_FILE,
 )
-from visiontfx.components.trainer.augment import Augmenter
-from visiontfx.components.transform.preprocessing import IMAGE_FEATURE, LABEL_FEATURE
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER = 2048

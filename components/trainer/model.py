@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import tf_keras
 
-from visiontfx.components.trainer.backbones import backbone_info
+from visiontfx.contracts.backbones import backbone_info
 
 OFFLINE_HELP = (
     "visiontfx never downloads at run time unless the network allows it. Offline options: "

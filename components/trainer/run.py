@@ -35,7 +35,6 @@ import tf_keras
 from visiontfx.components.trainer import data, hardware
 from visiontfx.components.trainer.augment import make_augmenter
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
-from visiontfx.components.trainer.backbones import resolve_image_size
 from visiontfx.components.trainer.model import (
     build_classifier,
     freeze_backbone,
@@ -44,9 +43,9 @@ from visiontfx.components.trainer.model import (
     unfreeze_top,
 )
 from visiontfx.components.trainer.schedule import PhaseSchedule, phase_learning_rate
+from visiontfx.contracts.artifacts import BASELINES_FILE, HISTORY_FILE
+from visiontfx.contracts.backbones import resolve_image_size
 
-HISTORY_FILE = "training_history.json"
-BASELINES_FILE = "baselines.json"
 # Next to a phase's BackupAndRestore folder once the phase has finished: its
 # weights and history, so a re-run skips it instead of training it again.
 PHASE_DONE = "{phase}.done"

@@ -11,11 +11,8 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
-from visiontfx.components.image_example_gen.features import IMAGE_KEY, LABEL_KEY
-from visiontfx.components.trainer.backbones import backbone_info, resolve_image_size
-
-IMAGE_FEATURE = "image"
-LABEL_FEATURE = "label"
+from visiontfx.contracts.backbones import backbone_info, resolve_image_size
+from visiontfx.contracts.features import IMAGE_FEATURE, IMAGE_KEY, LABEL_FEATURE, LABEL_KEY
 
 
 def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:

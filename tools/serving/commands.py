@@ -29,7 +29,7 @@ BACKENDS = ("auto", "tensorflow_model_server", "docker", "local")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from visiontfx.pipeline.cli import add_config_arguments
+    from visiontfx.pipeline.config import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument(

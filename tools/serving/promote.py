@@ -56,7 +56,7 @@ class Promotion:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from visiontfx.pipeline.cli import add_config_arguments
+    from visiontfx.pipeline.config import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--serving-dir", help="where models.config is (default: config serving.serving_dir)")

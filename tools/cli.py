@@ -18,10 +18,10 @@ import visiontfx  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow load
 
 # name -> (module, help). Each module provides add_arguments(parser) and main(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("visiontfx.pipeline.local_runner", "run the whole pipeline locally (Beam, SQLite metadata)"),
+    "run": ("visiontfx.tools.run_command", "run the whole pipeline locally (Beam, SQLite metadata)"),
     "compile": ("visiontfx.pipeline.kubeflow", "compile the DAG for Kubeflow Pipelines 2.x or Vertex AI"),
-    "submit": ("visiontfx.pipeline.kubeflow_submit", "run the compiled pipeline once on KFP or Vertex AI"),
-    "schedule": ("visiontfx.pipeline.kubeflow_schedule", "run the compiled pipeline on a cron schedule"),
+    "submit": ("visiontfx.tools.kubeflow_submit", "run the compiled pipeline once on KFP or Vertex AI"),
+    "schedule": ("visiontfx.tools.kubeflow_schedule", "run the compiled pipeline on a cron schedule"),
     "serve": (
         "visiontfx.tools.serving.commands",
         "serve the pushed models (TF Serving, its Docker image, or a local server)",
@@ -34,16 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "visiontfx.tools.serving.promote",
         "move a version label (stable, canary) once the server has that version AVAILABLE",
     ),
-    "report": ("visiontfx.components.report.command", "build the HTML report of a run"),
-    "lr-find": ("visiontfx.components.trainer.lr_finder", "sweep learning rates on the latest run's data"),
+    "report": ("visiontfx.tools.report.command", "build the HTML report of a run"),
+    "lr-find": ("visiontfx.tools.lr_find", "sweep learning rates on the latest run's data"),
     "config": ("visiontfx.pipeline.config_command", "print the validated configuration"),
 }
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The shared ``--config FILE`` and ``key=value`` overrides."""
-    parser.add_argument("--config", help="YAML config file (default: the demo config)")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="override one config value")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -42,7 +42,7 @@ def visiontfx_executable() -> str:
     beside_python = os.path.join(os.path.dirname(sys.executable), "visiontfx")
     if os.path.isfile(beside_python):
         return beside_python
-    return shutil.which("visiontfx") or f"{sys.executable} -m visiontfx.pipeline.cli"
+    return shutil.which("visiontfx") or f"{sys.executable} -m visiontfx.tools.cli"
 
 
 def cron_line(

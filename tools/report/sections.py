@@ -12,10 +12,10 @@ import random
 from typing import Any, Sequence
 
 from visiontfx.components.evaluator.confusion import confused_pairs, per_class_metrics
-from visiontfx.components.report import plots
-from visiontfx.components.report.drift_part import drift_part
-from visiontfx.components.report.facts import LR_FINDER_FILE, LabeledImage, Prediction, ReportData
-from visiontfx.components.report.page import (
+from visiontfx.tools.report import plots
+from visiontfx.tools.report.drift_part import drift_part
+from visiontfx.tools.report.facts import LR_FINDER_FILE, LabeledImage, Prediction, ReportData
+from visiontfx.tools.report.page import (
     Figures,
     Markup,
     Section,

@@ -91,7 +91,7 @@ class Backend(Protocol):
 
 
 def add_submission_arguments(parser: argparse.ArgumentParser) -> None:
-    from visiontfx.pipeline.cli import add_config_arguments
+    from visiontfx.pipeline.config import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument(

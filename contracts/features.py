@@ -1,4 +1,5 @@
-"""Names shared by everything that reads ImageExampleGen's output (no TFX import, cheap)."""
+"""The data contract: feature names of the stored Examples, of Transform's output, and the
+files beside them (no TensorFlow import)."""
 
 # Feature names of the stored tf.train.Examples (the schemas in schemas/ match).
 IMAGE_KEY = "image/encoded"
@@ -12,3 +13,7 @@ FILENAME_KEY = "filename"
 # Files beside the split folders in the Examples artifact.
 LABELS_FILE = "labels.txt"
 REPORT_FILE = "ingestion_report.json"
+
+# Transform's output features (what the Trainer, signatures and report read).
+IMAGE_FEATURE = "image"
+LABEL_FEATURE = "label"

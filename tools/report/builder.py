@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from visiontfx.components.report.facts import LR_FINDER_DIR, LR_FINDER_FILE, ReportData
-from visiontfx.components.report.page import Figure, Figures, render_page
-from visiontfx.components.report.sections import all_sections, header
+from visiontfx.tools.report.facts import LR_FINDER_DIR, LR_FINDER_FILE, ReportData
+from visiontfx.tools.report.page import Figure, Figures, render_page
+from visiontfx.tools.report.sections import all_sections, header
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"
@@ -118,7 +118,7 @@ def build_report(
     ``lr_finder_file`` defaults to where ``visiontfx lr-find`` writes for a
     local run (``<pipeline.root>/lr_finder/``, two levels above the pipeline root).
     """
-    from visiontfx.components.report.collect import collect
+    from visiontfx.tools.report.collect import collect
 
     progress = _Progress(bool(os.environ.get("VISIONTFX_QUIET")) if quiet is None else quiet)
     if lr_finder_file is None:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 from visiontfx.pipeline.config import ConfigError, load_config
-from visiontfx.pipeline.kubeflow_submit import (
+from visiontfx.tools.kubeflow_submit import (
     Schedule,
     add_submission_arguments,
     api_errors,
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.local:
-        from visiontfx.pipeline import local_schedule
+        from visiontfx.tools import local_schedule
 
         return local_schedule.main(args)
     config = load_config(args.config, args.overrides)

@@ -17,7 +17,7 @@ EXIT_NO_RUN = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from visiontfx.pipeline.cli import add_config_arguments
+    from visiontfx.pipeline.config import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument(
@@ -43,9 +43,9 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_NO_RUN
-    from visiontfx.components.report.builder import build_report
-    from visiontfx.components.report.facts import LR_FINDER_DIR, LR_FINDER_FILE
     from visiontfx.pipeline import progress
+    from visiontfx.tools.report.builder import build_report
+    from visiontfx.tools.report.facts import LR_FINDER_DIR, LR_FINDER_FILE
 
     # absl/TF at WARNING with the known TFX/TFMA noise filtered, as in `visiontfx run`.
     log_setup = progress.install(0, quiet=True)

@@ -10,8 +10,9 @@ from typing import Any
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from visiontfx.components.report.facts import ComponentRow, LineageRow
+from visiontfx.contracts import ids
 from visiontfx.pipeline import metadata
+from visiontfx.tools.report.facts import ComponentRow, LineageRow
 
 # (what the reader calls it, node ids that may hold it, output key), in DAG order.
 ARTIFACT_ROLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -107,7 +108,7 @@ def read_lineage(
                 picked.append((role, node, artifact))
     evaluator = run.components.get("Evaluator")
     for artifact in evaluator.inputs.get("baseline_model", []) if evaluator else []:
-        picked.append(("Previously blessed model (baseline)", metadata.BASELINE_RESOLVER_ID, artifact))
+        picked.append(("Previously blessed model (baseline)", ids.BASELINE_RESOLVER_ID, artifact))
     type_names = {
         t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for _, _, a in picked}))
     }

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from visiontfx.components.report import plots
-from visiontfx.components.report.facts import ReportData
-from visiontfx.components.report.page import Figures, note, paragraph, table
+from visiontfx.tools.report import plots
+from visiontfx.tools.report.facts import ReportData
+from visiontfx.tools.report.page import Figures, note, paragraph, table
 
 
 def drift_part(data: ReportData, figures: Figures) -> list[object]:

@@ -25,7 +25,9 @@ from visiontfx.components.drift import results as drift_results
 from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
 from visiontfx.components.evaluator import results
 from visiontfx.components.evaluator.eval_config import ACCURACY_METRIC
-from visiontfx.components.image_example_gen.features import (
+from visiontfx.contracts.artifacts import HISTORY_FILE
+from visiontfx.contracts.edge import EDGE_EXPORT_ID, EDGE_MODEL_OUTPUT, PARITY_FILE
+from visiontfx.contracts.features import (
     FILENAME_KEY,
     HEIGHT_KEY,
     IMAGE_KEY,
@@ -34,18 +36,16 @@ from visiontfx.components.image_example_gen.features import (
     REPORT_FILE,
     WIDTH_KEY,
 )
-from visiontfx.components.report import lineage
-from visiontfx.components.report.facts import (
+from visiontfx.pipeline import metadata, summary
+from visiontfx.tools.report import lineage
+from visiontfx.tools.report.facts import (
     LR_FINDER_FILE,
     AugmentationPreview,
     LabeledImage,
     Prediction,
     ReportData,
 )
-from visiontfx.components.report.sections import SAMPLES_PER_CLASS
-from visiontfx.components.trainer.run import HISTORY_FILE
-from visiontfx.contracts.edge import EDGE_EXPORT_ID, EDGE_MODEL_OUTPUT, PARITY_FILE
-from visiontfx.pipeline import metadata, summary
+from visiontfx.tools.report.sections import SAMPLES_PER_CLASS
 
 MAX_PREDICTIONS = 300
 PREDICT_BATCH = 64
@@ -173,8 +173,8 @@ def make_predictions(model_dir: str, serialized: Sequence[bytes]) -> list[Predic
 
 def add_gradcam(model_dir: str, predictions: Sequence[Prediction], serialized: Sequence[bytes]) -> str:
     """Grad-CAM overlays on the predictions the galleries explain; returns the note the page shows."""
-    from visiontfx.components.report.sections import explained_predictions
     from visiontfx.tools.explain import GradCam, overlay
+    from visiontfx.tools.report.sections import explained_predictions
 
     chosen = explained_predictions(predictions)
     if not chosen:
@@ -208,7 +208,8 @@ def augmentation_preview(
     import tensorflow_transform as tft
 
     from visiontfx.components.transform.augmentation import build_augmentation
-    from visiontfx.components.transform.preprocessing import IMAGE_FEATURE, unscale_pixels
+    from visiontfx.components.transform.preprocessing import unscale_pixels
+    from visiontfx.contracts.features import IMAGE_FEATURE
 
     backbone = settings.get("model", {}).get("backbone", "")
     options = settings.get("augmentation", {})

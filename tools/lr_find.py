@@ -166,7 +166,7 @@ def save_plot(result: RangeTestResult, path: str, title: str = "") -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from visiontfx.pipeline.cli import add_config_arguments
+    from visiontfx.pipeline.config import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--run", default="latest", help="pipeline run id whose data to use (default: latest)")
