@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def served(tiny_models: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     serving_dir = tmp_path_factory.mktemp("client_serving")
-    version_dir = push(tiny_models[0], serving_dir, warmup=IMAGES[:1])
+    version_dir = push(tiny_models[0], serving_dir, warmup=IMAGES[:1], canary=True)  # stable and canary
     server = start_local_server(serving_dir)
     yield {
         "server": server,
