@@ -27,15 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "pipeline" / "configs" / "tiny.yaml"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATA_CLAIM, SERVING_CLAIM = "fashion-data", "served-models"
-# Smaller than the tiny config (every task pays a TensorFlow import; the contract is the point,
-# not the model), with an accuracy bar a short training clears for sure (chance is 0.1).
-SIZE = (
-    "data.max_train_images=300",
-    "data.max_eval_images=60",
-    "data.max_test_images=100",
-    "training.warmup_epochs=2",
-    "evaluation.min_accuracy=0.2",
-)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +40,6 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     config = load_config(
         TINY_CONFIG,
         [
-            *SIZE,
             f"kubeflow.data_root={FASHION_MNIST}",
             f"kubeflow.data_pvc={DATA_CLAIM}",
             f"kubeflow.serving_dir={serving}",
