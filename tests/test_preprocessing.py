@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 from image_factory import awkward_images
 
-from visiontfx.components.transform.augmentation import build_augmentation
 from visiontfx.components.transform.preprocessing import (
     images_from_bytes,
     preprocessing_fn,
@@ -74,35 +73,8 @@ def test_unscale_inverts_scale() -> None:
         )
 
 
-def test_augmentation_changes_training_images_only() -> None:
-    options = {
-        "enabled": True,
-        "horizontal_flip": True,
-        "rotation": 0.1,
-        "zoom": 0.1,
-        "height_shift": 0.1,
-        "width_shift": 0.1,
-    }
-    augment = build_augmentation(options, seed=3)
-    images = images_from_bytes(tf.constant([SAMPLES["plain.jpg"]] * 4), 32, "small_cnn")
-    augmented = augment(images, training=True).numpy()
-    assert augmented.shape == images.shape
-    assert np.abs(augmented - images.numpy()).mean() > 0.01
-    np.testing.assert_allclose(augment(images, training=False).numpy(), images.numpy())
-    # preprocessing_fn itself is deterministic: no augmentation in the Transform graph.
+def test_the_transform_graph_has_no_randomness() -> None:
+    """Augmentation is the Trainer's alone (trainer/augment.py): preprocessing_fn is deterministic."""
     first = preprocessing_fn(_inputs(["plain.jpg"]), {"backbone": "small_cnn", "image_size": 32})["image"]
     again = preprocessing_fn(_inputs(["plain.jpg"]), {"backbone": "small_cnn", "image_size": 32})["image"]
     np.testing.assert_array_equal(first.numpy(), again.numpy())
-
-
-def test_augmentation_can_be_switched_off() -> None:
-    assert build_augmentation({"enabled": False}, 0) is None
-    off = {
-        "enabled": True,
-        "horizontal_flip": False,
-        "rotation": 0.0,
-        "zoom": 0.0,
-        "height_shift": 0.0,
-        "width_shift": 0.0,
-    }
-    assert build_augmentation(off, 0) is None

@@ -239,6 +239,64 @@ def test_gradcam_overlays_and_tflite_parity_are_shown(report_run: dict[str, Any]
 
 
 @pytest.mark.integration
+def test_augmentation_preview_is_the_first_training_batch(
+    report_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """The preview's copies equal a training batch of that image: one augmentation, the Trainer's."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from visiontfx.components.trainer.augment import make_augmenter
+    from visiontfx.components.trainer.data import make_dataset
+    from visiontfx.components.transform.preprocessing import unscale_pixels
+    from visiontfx.contracts.features import IMAGE_KEY, LABEL_KEY
+    from visiontfx.tools.report.collect import AUGMENTED_COPIES, augmentation_preview
+
+    gradient = np.add.outer(np.arange(32) * 7, np.arange(32) * 3).astype(np.uint8)  # asymmetric
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([gradient, gradient[::-1], gradient.T], axis=-1)).save(buffer, format="PNG")
+    payload = buffer.getvalue()
+    transform_uri = report_run["run"].uri("Transform", "transform_graph")
+    settings = {
+        "model": {"backbone": "small_cnn"},
+        "training": {"seed": 11},
+        "augmentation": {
+            "enabled": True,
+            "horizontal_flip": True,
+            "rotation": 0.1,
+            "zoom": 0.1,
+            "height_shift": 0.1,
+            "width_shift": 0.1,
+        },
+    }
+    preview = augmentation_preview(transform_uri, None, payload, settings)
+
+    feature = {
+        IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[payload])),
+        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    shard = tmp_path / "train.gz"
+    with tf.io.TFRecordWriter(str(shard), "GZIP") as writer:
+        for _ in range(AUGMENTED_COPIES):  # identical examples: shuffling cannot change the batch
+            writer.write(example.SerializeToString())
+    dataset = make_dataset(
+        [str(shard)],
+        tft.TFTransformOutput(transform_uri),
+        AUGMENTED_COPIES,
+        training=True,
+        seed=11,
+        augment=make_augmenter(settings["augmentation"], 11),
+    )
+    batch, _ = next(iter(dataset))
+    expected = np.clip(np.round(unscale_pixels(batch.numpy(), "small_cnn")), 0, 255).astype(np.uint8)
+    assert len(preview.augmented) == AUGMENTED_COPIES
+    assert np.abs(expected.astype(int) - preview.model_view.astype(int)[None]).mean() > 1  # really augmented
+    for shown, trained in zip(preview.augmented, expected, strict=True):
+        np.testing.assert_array_equal(shown, trained)
+
+
+@pytest.mark.integration
 def test_page_is_self_contained(report_run: dict[str, Any]) -> None:
     document = report_run["document"]
     assert "<script" not in document.lower() and "<link" not in document.lower()

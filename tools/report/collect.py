@@ -201,13 +201,14 @@ def augmentation_preview(
 ) -> AugmentationPreview:
     """The image through Transform's saved graph, then the Trainer's augmentation stage.
 
-    Uses the same graph and the same ``build_augmentation`` (with the run's
-    options and seed) as the Trainer's training dataset, then inverts the
-    backbone scaling only to display the tensors.
+    Uses the same graph and the same augmenter (``trainer/augment.py``'s
+    ``make_augmenter`` with the run's options and seed) as the Trainer's training
+    dataset: the copies are what the first training batch of this image would
+    hold. The backbone scaling is inverted only to display the tensors.
     """
     import tensorflow_transform as tft
 
-    from visiontfx.components.transform.augmentation import build_augmentation
+    from visiontfx.components.trainer.augment import make_augmenter
     from visiontfx.components.transform.preprocessing import unscale_pixels
     from visiontfx.contracts.features import IMAGE_FEATURE
 
@@ -216,10 +217,10 @@ def augmentation_preview(
     seed = int(settings.get("training", {}).get("seed", 0))
     layer = tft.TFTransformOutput(transform_uri).transform_features_layer()
     model_input = layer({IMAGE_KEY: tf.constant([[encoded]])})[IMAGE_FEATURE]
-    augmentation = build_augmentation(options, seed)
+    augment = make_augmenter(options, seed)
     augmented = (
-        augmentation(tf.repeat(model_input, AUGMENTED_COPIES, axis=0), training=True).numpy()
-        if augmentation is not None
+        augment(tf.repeat(model_input, AUGMENTED_COPIES, axis=0), tf.constant(0, tf.int64)).numpy()
+        if augment is not None
         else np.zeros((0, *model_input.shape[1:]))
     )
 
