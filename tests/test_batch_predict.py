@@ -45,7 +45,7 @@ def _images(tiny_runs: dict[str, Any], count: int) -> list[bytes]:
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:
-    from visiontfx.pipeline import cli
+    from visiontfx.tools import cli
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

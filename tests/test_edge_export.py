@@ -101,7 +101,7 @@ def test_the_verdict_is_the_accuracy_drop_against_the_goal() -> None:
 def test_predict_tflite_runs_each_variant_and_warns_when_not_recommended(
     tiny_runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from visiontfx.pipeline import cli
+    from visiontfx.tools import cli
 
     version = tmp_path / "1"
     shutil.copytree(_version(tiny_runs), version)

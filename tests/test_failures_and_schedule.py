@@ -13,9 +13,9 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from visiontfx.components.drift import results as drift_results
 from visiontfx.components.evaluator.results import describe_failure
 from visiontfx.contracts import failures
-from visiontfx.pipeline import cli, local_schedule
 from visiontfx.pipeline.config import ConfigError
 from visiontfx.pipeline.summary import format_summary
+from visiontfx.tools import cli, local_schedule
 
 
 @pytest.fixture()

@@ -16,9 +16,9 @@ import tf_keras
 import trainer_fixtures
 from trainer_fixtures import TrainerInputs, make_fn_args
 
+from visiontfx.components.trainer import tuning
 from visiontfx.components.trainer.model import build_backbone
 from visiontfx.tools import lr_find as lr_finder
-from visiontfx.tools import tuning
 
 trainer_inputs = trainer_fixtures.trainer_inputs  # shared fixture, found by pytest under this name
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "tiny.yaml"
