@@ -83,11 +83,12 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "-m",
         "visiontfx.pipeline.cli",
         "run",
+        *(arg for arg in args if arg.startswith("--")),  # options first: overrides must be contiguous
         "--config",
         str(TINY_CONFIG),
         f"pipeline.root={root}",
         f"serving.serving_dir={root / 'serving'}",
-        *args,
+        *(arg for arg in args if not arg.startswith("--")),
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root)
 
@@ -128,6 +129,7 @@ def spans_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     write_fashion_mnist_folder(data / "span-1", {0: ADDED}, offset=SPAN_1[0])
     runs["added_cli"] = _cli(root, "--json", *_overrides(root))
+    assert runs["added_cli"].returncode == 0, runs["added_cli"].stderr[-3000:]
     runs["added"] = json.loads(runs["added_cli"].stdout)
 
     write_fashion_mnist_folder(data / "span-2", SPAN_2, offset=100)
