@@ -175,6 +175,9 @@ def test_added_images_are_ingested_and_trained_on(spans_runs: dict[str, Any]) ->
     # --json: stdout is the JSON alone (Keras' epoch lines went to stderr), and every
     # component that ran has a progress line and a timing.
     assert "Epoch" not in completed.stdout and "loss:" in completed.stderr
+    # Its report compares the class shares with span 1's as first trained (a plot and the measures).
+    page = Path(added["report"]).read_text()
+    assert 'id="drift"' in page and 'id="drift-measures"' in page and "label-drift" in page
     ran = {node for node, state in added["components"].items() if node not in metadata.RESOLVER_IDS}
     assert set(added["component_seconds"]) >= ran
     for node in ran:
