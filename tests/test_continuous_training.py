@@ -84,11 +84,12 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "-m",
         "visiontfx.tools.cli",
         "run",
+        *(arg for arg in args if arg.startswith("--")),  # options first: overrides must be contiguous
         "--config",
         str(TINY_CONFIG),
         f"pipeline.root={root}",
         f"serving.serving_dir={root / 'serving'}",
-        *args,
+        *(arg for arg in args if not arg.startswith("--")),
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root)
 
@@ -129,6 +130,7 @@ def spans_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     write_fashion_mnist_folder(data / "span-1", {0: ADDED}, offset=SPAN_1[0])
     runs["added_cli"] = _cli(root, "--json", *_overrides(root))
+    assert runs["added_cli"].returncode == 0, runs["added_cli"].stderr[-3000:]
     runs["added"] = json.loads(runs["added_cli"].stdout)
 
     write_fashion_mnist_folder(data / "span-2", SPAN_2, offset=100)
@@ -174,6 +176,9 @@ def test_added_images_are_ingested_and_trained_on(spans_runs: dict[str, Any]) ->
     # --json: stdout is the JSON alone (Keras' epoch lines went to stderr), and every
     # component that ran has a progress line and a timing.
     assert "Epoch" not in completed.stdout and "loss:" in completed.stderr
+    # Its report compares the class shares with span 1's as first trained (a plot and the measures).
+    page = Path(added["report"]).read_text()
+    assert 'id="drift"' in page and 'id="drift-measures"' in page and "label-drift" in page
     ran = {node for node, state in added["components"].items() if node not in ids.RESOLVER_IDS}
     assert set(added["component_seconds"]) >= ran
     for node in ran:
