@@ -114,7 +114,7 @@ def tfrecord_items(source: str) -> Iterator[Item]:
                 values = feature[IMAGE_KEY].bytes_list.value if IMAGE_KEY in feature else []
                 yield Item(name, values[0]) if values else Item(name, error=f"no {IMAGE_KEY} feature")
         except tf.errors.OpError as error:  # truncated or corrupt shard: the rest of it is lost
-            yield Item(f"{path}#{index}", error=f"unreadable TFRecord data: {error.message.splitlines()[0]}")
+            yield Item(f"{path}#{index}", error=f"unreadable TFRecord data: {first_line(error)}")
 
 
 def read_items(source: str) -> tuple[Iterator[Item], int | None]:
