@@ -233,9 +233,22 @@ def test_gradcam_overlays_and_tflite_parity_are_shown(report_run: dict[str, Any]
     rows = page.table("edge-parity")
     assert [row[0] for row in rows[1:]] == ["float16", "int8"]
     assert all(row[-1] == "recommended" for row in rows[1:])
-    second_version = Path(report_run["second"]["pushed_to"])
-    card = (second_version / "assets.extra" / "model_card.md").read_text(encoding="utf-8")
-    assert f"Previous blessed model on the same split: {100 * report_run['first']['accuracy']:.2f}%" in card
+    # The second run's model card (written only if it is pushed) compares it with the first,
+    # read from the same Evaluator output the Pusher gets.
+    from visiontfx.components.model_card import card, render
+
+    facts = card.gather_facts(
+        model_name="fashion",
+        version="next",
+        pushed_at="now",
+        model_run_uri=report_run["run"].uri("Trainer", "model_run"),
+        evaluation_uri=report_run["run"].uri("Evaluator", "evaluation"),
+        evaluated_split="test",
+    )
+    markdown = render.to_markdown(facts)
+    first, second = report_run["first"]["accuracy"], report_run["second"]["accuracy"]
+    assert f"Previous blessed model on the same split: {100 * first:.2f}%" in markdown
+    assert f"(change: {100 * (second - first):+.2f} points)" in markdown
 
 
 @pytest.mark.integration

@@ -20,7 +20,7 @@ import glob
 import os
 import re
 import sys
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, TextIO
 
 import numpy as np
 
@@ -114,7 +114,7 @@ def tfrecord_items(source: str) -> Iterator[Item]:
                 values = feature[IMAGE_KEY].bytes_list.value if IMAGE_KEY in feature else []
                 yield Item(name, values[0]) if values else Item(name, error=f"no {IMAGE_KEY} feature")
         except tf.errors.OpError as error:  # truncated or corrupt shard: the rest of it is lost
-            yield Item(f"{path}#{index}", error=f"unreadable TFRecord data: {error.message.splitlines()[0]}")
+            yield Item(f"{path}#{index}", error=f"unreadable TFRecord data: {first_line(error)}")
 
 
 def read_items(source: str) -> tuple[Iterator[Item], int | None]:
@@ -238,7 +238,8 @@ def run(
     return BatchResult(written, bad, out, errors_out)
 
 
-def report(result: BatchResult, stream: object = sys.stderr, shown: int = 20) -> None:
+def report(result: BatchResult, stream: TextIO | None = None, shown: int = 20) -> None:
+    stream = stream or sys.stderr  # looked up now: callers may have redirected it
     print(f"visiontfx predict: {result.written} images labelled → {result.out}", file=stream)
     if result.bad:
         print(f"{len(result.bad)} files could not be labelled (all in {result.errors_out}):", file=stream)

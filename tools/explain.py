@@ -24,7 +24,12 @@ from PIL import Image
 from visiontfx.contracts.features import IMAGE_FEATURE, IMAGE_KEY, LABEL_KEY
 
 OVERLAY_ALPHA = 0.45
-_POOLING = (tf_keras.layers.MaxPooling2D, tf_keras.layers.AveragePooling2D)
+MIN_CAM_SIDE = 7  # a heatmap coarser than 7×7 cannot point at a part of the image
+_NOT_FEATURE_MAPS = (
+    tf_keras.layers.MaxPooling2D,
+    tf_keras.layers.AveragePooling2D,
+    tf_keras.layers.InputLayer,
+)
 
 
 class GradCam:
@@ -68,12 +73,23 @@ class GradCam:
 
 
 def _last_feature_map(backbone: tf_keras.Model) -> tf_keras.layers.Layer:
-    """The last layer with a 4-D output that is not a pooling layer (the finest late feature map)."""
-    for layer in reversed(backbone.layers):
-        shape = layer.output_shape
-        if isinstance(shape, tuple) and len(shape) == 4 and not isinstance(layer, _POOLING):
-            return layer
-    raise ValueError(f"{backbone.name} has no 4-D feature map to explain")
+    """The last non-pooling layer with a 4-D output of at least MIN_CAM_SIDE pixels a side.
+
+    The final feature map is the usual choice, but at small input sizes it is a
+    2×2 grid (EfficientNet-Lite0 at 64 px) that cannot show where anything is; a
+    slightly earlier map of the same network still explains the prediction.
+    """
+    maps = [
+        layer
+        for layer in backbone.layers
+        if isinstance(layer.output_shape, tuple)
+        and len(layer.output_shape) == 4
+        and not isinstance(layer, _NOT_FEATURE_MAPS)
+    ]
+    if not maps:
+        raise ValueError(f"{backbone.name} has no 4-D feature map to explain")
+    fine = [layer for layer in maps if (layer.output_shape[1] or 0) >= MIN_CAM_SIDE]
+    return (fine or maps)[-1]
 
 
 def _is_head(layer: tf_keras.layers.Layer) -> bool:
