@@ -63,6 +63,7 @@ SHIPPED_LONGER = "levers, 3 fine-tuning epochs"
 TODAY_SETTINGS = (
     "model.image_size=64",
     "training.warmup_epochs=1",
+    "training.warmup_steps=0",
     "training.finetune_epochs=3",
     "training.unfreeze_layers=-1",
     "training.finetune_learning_rate=0.0002",
