@@ -315,7 +315,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.train_images, args.eval_images, args.test_images = 640, 128, 256
-        args.epochs, args.steps, args.rounds = 2, 4, 2
+        args.epochs, args.steps, args.rounds = 2, 4, 1
     os.environ["VISIONTFX_QUIET"] = "1"
 
     skip_tf_keras_in_autograph()
