@@ -24,8 +24,9 @@ def render(result: Mapping[str, Any], source: str) -> str:
     """The markdown of one benchmark: a provenance line, then its ``table`` rows."""
     load = result.get("load_average", {})
     load_text = f", load average {load['min']}–{load['max']}" if load else ""
-    rounds = f", {result['rounds']} alternating rounds" if result.get("rounds") else ""
-    spread = "; median (min–max)" if result.get("rounds") else ""
+    count = result.get("rounds", 0)
+    rounds = f", {count} alternating rounds" if count > 1 else ", one round" if count == 1 else ""
+    spread = "; median (min–max)" if count > 1 else ""
     quick = " (--quick size: a smoke test, not a measurement)" if result.get("quick") else ""
     provenance = (
         f"_Generated from [{source}]({source}) — measured {result['date'][:10]} on "
