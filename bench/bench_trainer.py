@@ -309,7 +309,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="transfer gain: budget of each run")
-    parser.add_argument("--steps", type=int, default=40, help="throughput: steps per epoch (4 epochs)")
+    parser.add_argument("--steps", type=int, default=100, help="throughput: steps per epoch (4 epochs)")
     parser.add_argument("--work", help="working folder (default: a new temporary one)")
     add_common_arguments(parser, rounds=4)
     args = parser.parse_args()
