@@ -63,7 +63,6 @@ from visiontfx.components.trainer.run import (
     prepare,
     train_phases,
 )
-from visiontfx.components.transform.augmentation import build_augmentation
 from visiontfx.pipeline.config import Config, load_config
 from visiontfx.pipeline.dag import trainer_custom_config
 from visiontfx.tools.lr_find import run_until_transform
@@ -189,7 +188,18 @@ class Bench:
 
     @staticmethod
     def _keras_augmentation(settings: TrainerSettings) -> Any:
-        layers = build_augmentation(settings.augmentation, settings.seed)
+        """The comparison only: Keras' preprocessing layers drawing what the Trainer's augmenter draws."""
+        options = settings.augmentation
+        layers = tf_keras.Sequential(
+            [
+                tf_keras.layers.RandomFlip("horizontal", seed=settings.seed),
+                tf_keras.layers.RandomRotation(options["rotation"], fill_mode="nearest", seed=settings.seed),
+                tf_keras.layers.RandomZoom(options["zoom"], fill_mode="nearest", seed=settings.seed),
+                tf_keras.layers.RandomTranslation(
+                    options["height_shift"], options["width_shift"], fill_mode="nearest", seed=settings.seed
+                ),
+            ]
+        )
         return lambda images, index: layers(images, training=True)
 
     def model_rate(
@@ -309,13 +319,13 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="transfer gain: budget of each run")
-    parser.add_argument("--steps", type=int, default=40, help="throughput: steps per epoch (4 epochs)")
+    parser.add_argument("--steps", type=int, default=100, help="throughput: steps per epoch (4 epochs)")
     parser.add_argument("--work", help="working folder (default: a new temporary one)")
     add_common_arguments(parser, rounds=4)
     args = parser.parse_args()
     if args.quick:
         args.train_images, args.eval_images, args.test_images = 640, 128, 256
-        args.epochs, args.steps, args.rounds = 2, 4, 2
+        args.epochs, args.steps, args.rounds = 2, 4, 1
     os.environ["VISIONTFX_QUIET"] = "1"
 
     skip_tf_keras_in_autograph()

@@ -88,3 +88,14 @@ def test_rounds_alternate_abba_and_spread_keeps_the_range() -> None:
 def test_an_empty_section_is_filled() -> None:
     doc = "<!-- bench:demo -->\n<!-- /bench:demo -->\n"
     assert tables.rewrite(doc, "demo", "table") == "<!-- bench:demo -->\ntable\n<!-- /bench:demo -->\n"
+
+
+def test_the_closing_note_puts_old_and_new_numbers_side_by_side() -> None:
+    dag = {"ratios": {"dag_vs_plain": 1.8123, "cached": 0.0712}}
+    rows = tables.render_closing({"dag": dag}).splitlines()
+    assert rows[0] == "| measure | before issue 13 | now (fair benchmark) |"
+    dag_row = next(row for row in rows if row.startswith("| DAG / plain script"))
+    assert dag_row.endswith("| 1.54× (one run, script first; slower augmentation, lr/10) | 1.81× |")
+    assert "| cached re-run / first run (goal ≤ 0.1×) | 0.094× | 0.071× |" in rows
+    missing = [row for row in rows if "not measured yet" in row]
+    assert len(missing) == len(tables.BEFORE_AND_AFTER) - 2

@@ -1,7 +1,7 @@
 """Training augmentation for the input pipeline: parallel, fast and reproducible.
 
 The config's ``augmentation`` section means what Keras' preprocessing layers
-in ``components/transform/augmentation.py`` mean (horizontal flip, rotation
+(RandomFlip, RandomRotation, RandomZoom, RandomTranslation) mean (horizontal flip, rotation
 as a fraction of a full turn, zoom factor, shifts as fractions of the size,
 "nearest" fill), and this module draws the same distributions — but:
 
