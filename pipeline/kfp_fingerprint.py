@@ -21,7 +21,14 @@ set), so the executors record it on the Examples; ImageExampleGen's executor
 resolves the input again and, should the data have changed in between, ingests
 what is there then (see ``spans.resolve_exec_properties``).
 
-Vertex AI runs the drivers, so the Vertex target is compiled without this task.
+Vertex AI runs the drivers TFX compiles, but TFX compiles one only for
+``FileBasedExampleGen`` subclasses (ImportExampleGen), not for ImageExampleGen:
+both targets get this task. (For ImportExampleGen on Vertex the driver computes
+the same fingerprint with the same TFX function.) A submission that forces
+caching on for every task (the kfp client's or ``aiplatform.PipelineJob``'s
+``enable_caching=True``) would cache this task too: ``visiontfx submit`` and
+``schedule`` leave the compiled caching options alone (``--no-cache`` turns
+caching off everywhere, which is safe).
 """
 
 from __future__ import annotations

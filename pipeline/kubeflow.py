@@ -317,8 +317,7 @@ def compile_job(config: Config, target: Target) -> dict[str, Any]:
     for component_id, container in executor_containers(spec).items():
         _declare_output_types(spec, component_id, container)
         container["resources"] = container_resources(config, component_id, target)
-    if target == "kubeflow":  # open-source KFP runs no TFX driver: see pipeline/kfp_fingerprint.py
-        kfp_fingerprint.add_fingerprint_task(spec)
+    kfp_fingerprint.add_fingerprint_task(spec)  # new data vs. the cache without drivers (see there)
     return job
 
 
