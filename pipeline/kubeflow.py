@@ -42,6 +42,7 @@ from typing import Any, Literal, Mapping, get_args
 
 import yaml
 
+from visiontfx.pipeline import kfp_fingerprint
 from visiontfx.pipeline.config import Config, ConfigError, KubeflowConfig, load_config
 
 Target = Literal["kubeflow", "vertex"]
@@ -124,7 +125,7 @@ RESOURCE_KEYS = {
     "Pusher": "pusher",
 }
 # Which components read the data root / write the serving directory (the claims they mount).
-DATA_READERS = ("ImageExampleGen", "ImportExampleGen")
+DATA_READERS = ("ImageExampleGen", "ImportExampleGen", kfp_fingerprint.TASK)
 SERVING_WRITERS = ("Pusher",)
 _PARAMETER_TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
 
@@ -316,6 +317,7 @@ def compile_job(config: Config, target: Target) -> dict[str, Any]:
     for component_id, container in executor_containers(spec).items():
         _declare_output_types(spec, component_id, container)
         container["resources"] = container_resources(config, component_id, target)
+    kfp_fingerprint.add_fingerprint_task(spec)  # new data vs. the cache without drivers (see there)
     return job
 
 

@@ -24,16 +24,30 @@ What it reproduces of the backend (``backend/src/v2``: ``driver``, ``component/l
   must be given as the local directory that *is* its mount path; it checks that
   and records which task mounted what.
 
-Not reproduced: caching, retries, pod resources (recorded only), object stores
-(a run's pipeline root is a local directory, as a run may override the root).
-Reusable for several runs: one :class:`KfpEmulator` keeps one metadata store
-(artifact ids keep counting) across its runs.
+- Caching (``driver/cache.go``, ``cacheutils/cache.go``): a task whose
+  ``cachingOptions.enableCache`` is true gets a cache key from its input
+  parameter values as the driver resolved them (before the launcher adds the
+  component's defaults), its input artifacts' names (metadata ids), its outputs'
+  specs (name, type, metadata; URIs wiped — the ``executor-logs`` output
+  included), its output parameters' types, the *unsubstituted* command and
+  arguments, the image and the sorted claim names it mounts; the key's JSON is
+  hashed with SHA-256. A hit (the newest successful execution with that
+  fingerprint, in this pipeline) is not launched: its outputs are the cached
+  execution's (same artifact ids, so downstream keys match too) and its output
+  parameters. Only a successful launch creates a cache entry.
+
+Not reproduced: retries, pod resources (recorded only), object stores (a run's
+pipeline root is a local directory, as a run may override the root), a custom
+``cachingOptions.cacheKey``. Reusable for several runs: one :class:`KfpEmulator`
+keeps one metadata store (artifact ids keep counting) and one cache across its
+runs, as one KFP deployment does for recurring runs of one pipeline.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -83,6 +97,8 @@ class TaskRecord:
     skipped_lifecycle: bool
     log_path: Path
     seconds: float
+    cached: bool = False  # served from the cache, not launched
+    cache_fingerprint: str = ""  # "" when caching is off for the task
 
 
 @dataclasses.dataclass
@@ -141,6 +157,78 @@ class MetadataStore:
 
 
 # --------------------------------------------------------------------------
+# The cache (cacheutils.GenerateCacheKey / GenerateFingerPrint)
+
+
+def cache_key(
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+    output_parameter_types: Mapping[str, str],
+    cmd_args: Sequence[str],
+    image: str,
+    pvc_names: Sequence[str],
+) -> dict[str, Any]:
+    """The CacheKey message (as its JSON) for a task's driver-resolved executor inputs and
+    provisioned outputs: output URIs do not enter it, input artifacts only by name."""
+    unknown = set(outputs.get("parameters", {})) - set(output_parameter_types)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} found in the executor outputs")
+    output_specs = {}
+    for key, artifact_list in outputs.get("artifacts", {}).items():
+        if artifact_list.get("artifacts"):
+            artifact = artifact_list["artifacts"][0]
+            output_specs[key] = {
+                "name": artifact.get("name", ""),
+                "type": artifact.get("type", {}),
+                "metadata": artifact.get("metadata", {}),
+            }
+    return {
+        "inputArtifactNames": {
+            key: {"artifactNames": [artifact["name"] for artifact in artifact_list.get("artifacts", [])]}
+            for key, artifact_list in inputs.get("artifacts", {}).items()
+        },
+        "inputParameterValues": dict(inputs.get("parameterValues", {})),
+        "outputArtifactsSpec": output_specs,
+        "outputParametersSpec": {
+            name: output_parameter_types[name] for name in outputs.get("parameters", {})
+        },
+        "containerSpec": {"image": image, "cmdArgs": list(cmd_args), "pvcNames": sorted(set(pvc_names))},
+    }
+
+
+def _go_json(value: Any) -> Any:
+    """What protojson then Go's encoding/json keep: no empty fields, integral numbers as ints."""
+    if isinstance(value, dict):
+        kept = {key: _go_json(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item not in ({}, [], "", None)}
+    if isinstance(value, list):
+        return [_go_json(item) for item in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
+def cache_fingerprint(key: Mapping[str, Any]) -> str:
+    """SHA-256 of the key's JSON as Go's encoding/json writes it (sorted keys, compact, HTML
+    characters escaped)."""
+    text = json.dumps(_go_json(dict(key)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for character, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(character, escaped)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    """What a cached execution hands to a later run: its recorded outputs and output parameters."""
+
+    task: str
+    run_id: str
+    outputs: dict[str, dict[str, Any]]
+    output_parameters: dict[str, Any]
+    log_path: Path
+
+
+# --------------------------------------------------------------------------
 # The run
 
 
@@ -190,6 +278,7 @@ class KfpEmulator:
         env: Mapping[str, str] | None = None,
         task_timeout: float = 900.0,
         on_task: Callable[[str, str], None] | None = None,
+        cache_enabled: bool = True,
     ) -> None:
         self.spec, self.platform = load_compiled(spec_path)
         self.variant = variant
@@ -199,6 +288,8 @@ class KfpEmulator:
         self.task_timeout = task_timeout
         self.on_task = on_task or (lambda task, state: None)
         self.store = MetadataStore()
+        self.cache_enabled = cache_enabled  # the deployment's switch (the driver's --cache_disabled)
+        self.cache: dict[str, CacheEntry] = {}  # fingerprint -> newest successful execution
 
     # -- parameters
 
@@ -236,11 +327,17 @@ class KfpEmulator:
                 ]
             else:
                 raise ValueError(f"unsupported parameter source {spec}")
-        # The launcher's addDefaultParams: the component's defaults for what is still missing.
-        for name, body in component.get("inputDefinitions", {}).get("parameters", {}).items():
-            if name not in values and "defaultValue" in body:
-                values[name] = body["defaultValue"]
         return values
+
+    @staticmethod
+    def _add_default_params(values: Mapping[str, Any], component: Mapping[str, Any]) -> dict[str, Any]:
+        """The launcher's addDefaultParams (after the cache check): the component's defaults for
+        what is still missing."""
+        completed = dict(values)
+        for name, body in component.get("inputDefinitions", {}).get("parameters", {}).items():
+            if name not in completed and "defaultValue" in body:
+                completed[name] = body["defaultValue"]
+        return completed
 
     # -- outputs
 
@@ -308,7 +405,12 @@ class KfpEmulator:
         return _PLACEHOLDER.sub(replace, text.replace("{{$}}", executor_input_json))
 
     def _run_task(
-        self, name: str, root_parameters: Mapping[str, Any], run_root: str, produced: Mapping[str, TaskRecord]
+        self,
+        name: str,
+        root_parameters: Mapping[str, Any],
+        run_id: str,
+        run_root: str,
+        produced: Mapping[str, TaskRecord],
     ) -> TaskRecord:
         task = self.spec["root"]["dag"]["tasks"][name]
         component = self.spec["components"][task["componentRef"]["name"]]
@@ -324,18 +426,55 @@ class KfpEmulator:
             source = spec["taskOutputArtifact"]
             artifact_id = produced[source["producerTask"]].outputs[source["outputArtifactKey"]]["id"]
             inputs_artifacts[key] = {"artifacts": [self.store.runtime_artifact(artifact_id)]}
-        executor_input = {
+        driver_input = {
             "inputs": {
                 "parameterValues": self._task_parameters(task, component, root_parameters, produced),
                 "artifacts": inputs_artifacts,
             },
             "outputs": self._provision_outputs(component, task_root, local),
         }
+        mounts = self._mounts(label)
+        fingerprint = ""
+        if self.cache_enabled and task.get("cachingOptions", {}).get("enableCache"):
+            output_types = {
+                key: body["parameterType"]
+                for key, body in component.get("outputDefinitions", {}).get("parameters", {}).items()
+            }
+            fingerprint = cache_fingerprint(
+                cache_key(
+                    driver_input["inputs"],
+                    driver_input["outputs"],
+                    output_types,
+                    [*container["command"], *container.get("args", [])],
+                    container["image"],
+                    list(mounts.values()),
+                )
+            )
+            hit = self.cache.get(fingerprint)
+            if hit is not None:
+                self.on_task(name, f"cached (from run {hit.run_id})")
+                return TaskRecord(
+                    name=name,
+                    executor_input=driver_input,
+                    command=[],
+                    outputs=copy.deepcopy(hit.outputs),
+                    output_parameters=dict(hit.output_parameters),
+                    mounts=mounts,
+                    resources=dict(container.get("resources", {})),
+                    skipped_lifecycle="lifecycle" in container,
+                    log_path=hit.log_path,
+                    seconds=0.0,
+                    cached=True,
+                    cache_fingerprint=fingerprint,
+                )
+        executor_input = copy.deepcopy(driver_input)
+        executor_input["inputs"]["parameterValues"] = self._add_default_params(
+            driver_input["inputs"]["parameterValues"], component
+        )
         for output in executor_input["outputs"]["artifacts"].values():  # prepareOutputFolders
             os.makedirs(os.path.dirname(output["artifacts"][0]["uri"]), exist_ok=True)
         for parameter in executor_input["outputs"]["parameters"].values():
             os.makedirs(os.path.dirname(parameter["outputFile"]), exist_ok=True)
-        mounts = self._mounts(label)
 
         as_json = json.dumps(executor_input)
         command = [self._substitute(part, executor_input, as_json) for part in container["command"]]
@@ -380,6 +519,8 @@ class KfpEmulator:
             if key not in output_parameters and os.path.isfile(parameter["outputFile"]):
                 output_parameters[key] = Path(parameter["outputFile"]).read_text()
         self.on_task(name, f"succeeded in {seconds:.0f} s")
+        if fingerprint:  # the launcher creates the cache entry after a successful execution
+            self.cache[fingerprint] = CacheEntry(name, run_id, outputs, output_parameters, log_path)
         return TaskRecord(
             name=name,
             executor_input=executor_input,
@@ -391,6 +532,7 @@ class KfpEmulator:
             skipped_lifecycle="lifecycle" in container,
             log_path=log_path,
             seconds=seconds,
+            cache_fingerprint=fingerprint,
         )
 
     def run(
@@ -411,7 +553,7 @@ class KfpEmulator:
         records: dict[str, TaskRecord] = {}
         for name in topological_order(all_tasks):
             if name in wanted:
-                records[name] = self._run_task(name, parameters, run_root, records)
+                records[name] = self._run_task(name, parameters, run_id, run_root, records)
         return RunResult(run_id=run_id, pipeline_root=root, tasks=records)
 
     def _with_upstream(self, tasks: Sequence[str]) -> set[str]:

@@ -67,13 +67,16 @@ def run_variant(compiled: dict[str, Any], variant: str) -> RunResult:
 
 @pytest.mark.parametrize("variant", ["kfp-2.0-2.4", "kfp-2.5+"])
 def test_every_task_runs_through_its_compiled_command(compiled: dict[str, Any], variant: str) -> None:
+    from visiontfx.pipeline import kfp_fingerprint
     from visiontfx.pipeline.kubeflow import ENTRYPOINT_COMMAND, load_document
 
     result = run_variant(compiled, variant)
     spec = load_document(compiled["path"])
-    assert set(result.tasks) == set(spec["root"]["dag"]["tasks"])  # all 8 ran and succeeded
+    assert set(result.tasks) == set(spec["root"]["dag"]["tasks"])  # every task ran and succeeded
     for name, task in result.tasks.items():
-        assert task.command[1:3] == ENTRYPOINT_COMMAND[1:], name
+        # Every TFX component through our entrypoint; the input fingerprint through its own module.
+        command = kfp_fingerprint.COMMAND if name == kfp_fingerprint.TASK else ENTRYPOINT_COMMAND
+        assert task.command[1:3] == command[1:], name
         for key, artifacts in task.executor_input["inputs"]["artifacts"].items():
             handed = artifacts["artifacts"][0]
             assert handed["type"] == {"instanceSchema": ""}, (name, key)  # as the backend hands it over
@@ -81,8 +84,10 @@ def test_every_task_runs_through_its_compiled_command(compiled: dict[str, Any], 
         has_logs = EXECUTOR_LOGS in task.executor_input["outputs"]["artifacts"]
         assert has_logs == (variant == "kfp-2.5+"), name
         if has_logs:
-            assert "kfp_entrypoint" in task.log_path.read_text(errors="replace"), name  # the task's output
+            expected_output = "input_fingerprint: " if name == kfp_fingerprint.TASK else "kfp_entrypoint"
+            assert expected_output in task.log_path.read_text(errors="replace"), name  # the task's output
     assert result.tasks["ImageExampleGen"].mounts == {str(FASHION_MNIST): DATA_CLAIM}
+    assert result.tasks[kfp_fingerprint.TASK].mounts == {str(FASHION_MNIST): DATA_CLAIM}
     assert result.tasks["Pusher"].mounts == {str(compiled["serving"]): SERVING_CLAIM}
     assert result.tasks["Trainer"].resources["cpuLimit"] > result.tasks["Pusher"].resources["cpuLimit"]
 

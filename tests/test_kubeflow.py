@@ -95,11 +95,14 @@ def test_kfp_client_reads_the_yaml_as_it_submits_it(compiled: dict[str, Path]) -
 
 
 def compiled_graph(spec: dict[str, Any]) -> tuple[set[str], set[tuple[str, str]]]:
-    """Task names and producer -> consumer edges (declared dependencies and artifact inputs)."""
-    tasks = spec["root"]["dag"]["tasks"]
+    """Task names and producer -> consumer edges (declared dependencies and artifact inputs), but
+    for the InputFingerprint task compile adds in front of the ExampleGen (no DAG node)."""
+    from visiontfx.pipeline.kfp_fingerprint import TASK
+
+    tasks = {name: task for name, task in spec["root"]["dag"]["tasks"].items() if name != TASK}
     edges = set()
     for name, task in tasks.items():
-        producers = set(task.get("dependentTasks", []))
+        producers = set(task.get("dependentTasks", [])) - {TASK}
         for artifact in task.get("inputs", {}).get("artifacts", {}).values():
             if "taskOutputArtifact" in artifact:
                 producers.add(artifact["taskOutputArtifact"]["producerTask"])
@@ -395,7 +398,9 @@ def test_declared_claims_are_mounted_where_the_paths_are(compiled_with_claims: P
 
     platform = platform_spec_of(compiled_with_claims)
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"ImageExampleGen_executor", "Pusher_executor"}  # only the tasks that need them
+    # Only the tasks that need them (InputFingerprint lists the data as ImageExampleGen reads it).
+    assert set(executors) == {"ImageExampleGen_executor", "InputFingerprint_executor", "Pusher_executor"}
+    assert executors["InputFingerprint_executor"] == executors["ImageExampleGen_executor"]
     assert executors["ImageExampleGen_executor"]["pvcMount"] == [
         {
             "constant": "image-data",
@@ -419,6 +424,7 @@ def test_every_task_runs_our_entrypoint_with_its_declared_outputs(compiled: dict
     for target, path in compiled.items():
         spec = spec_of(path)
         containers = executor_containers(spec)
+        del containers["InputFingerprint"]  # not a TFX component: test_input_fingerprint_task...
         assert len(containers) == 8
         for component_id, container in containers.items():
             assert container["command"] == ENTRYPOINT_COMMAND, (target, component_id)
@@ -426,6 +432,32 @@ def test_every_task_runs_our_entrypoint_with_its_declared_outputs(compiled: dict
             declared = json.loads(args[args.index(OUTPUTS_SPEC_FLAG) + 1])
             expected = spec["components"][component_id].get("outputDefinitions", {}).get("artifacts", {})
             assert declared == {"artifacts": expected} and expected, (target, component_id)
+
+
+def test_input_fingerprint_task_feeds_the_example_gen_on_both_targets(compiled: dict[str, Path]) -> None:
+    from visiontfx.pipeline import kfp_fingerprint
+
+    for target, path in compiled.items():
+        spec = spec_of(path)
+        tasks = spec["root"]["dag"]["tasks"]
+        task, example_gen = tasks[kfp_fingerprint.TASK], tasks["ImageExampleGen"]
+        assert task["cachingOptions"].get("enableCache", False) is False, target  # runs every time
+        assert example_gen["cachingOptions"]["enableCache"], target
+        assert example_gen["inputs"]["parameters"]["input_fingerprint"] == {
+            "taskOutputParameter": {
+                "producerTask": kfp_fingerprint.TASK,
+                "outputParameterKey": "input_fingerprint",
+            }
+        }
+        assert kfp_fingerprint.TASK in example_gen["dependentTasks"]
+        # It resolves exactly what ImageExampleGen is given (the data_root runtime parameter too).
+        for name in ("source", "input_base", "options"):
+            assert task["inputs"]["parameters"][name] == example_gen["inputs"]["parameters"][name], name
+        container = spec["deploymentSpec"]["executors"]["InputFingerprint_executor"]["container"]
+        gen_container = spec["deploymentSpec"]["executors"]["ImageExampleGen_executor"]["container"]
+        assert container["command"] == kfp_fingerprint.COMMAND
+        assert container["image"] == gen_container["image"] == "registry.example.com/visiontfx:1.2.3"
+        assert container["resources"] == gen_container["resources"]
 
 
 def test_resources_per_task_from_the_config(compiled: dict[str, Path], compiled_with_claims: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import posixpath
 import re
 from typing import Any, Iterable, Mapping
@@ -235,6 +236,14 @@ def resolve_exec_properties(exec_properties: dict[str, Any]) -> ResolvedInput:
         exec_properties.get("input_base") or "",
         json.loads(exec_properties.get("options") or "{}"),
     )
+    # On open-source KFP the InputFingerprint task handed its fingerprint over (it made the cache
+    # key); data changed since then is ingested as it is now, and the Examples record that.
+    handed_over = exec_properties.get(FINGERPRINT_PROPERTY)
+    if handed_over and handed_over != resolved.fingerprint:
+        logging.warning(
+            "The input changed after the InputFingerprint task ran (%s); ingesting it as it is now.",
+            describe_change(handed_over, resolved.fingerprint),
+        )
     exec_properties[RESOLVED_INPUT_PROPERTY] = resolved.to_json()
     exec_properties[SPAN_PROPERTY] = resolved.span
     exec_properties[VERSION_PROPERTY] = resolved.version
