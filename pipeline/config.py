@@ -237,6 +237,13 @@ class KubeflowResources:
     pusher: TaskResources = TaskResources(
         cpu_request="500m", cpu_limit="1", memory_request="1Gi", memory_limit="2Gi"
     )
+    # TFLite conversion and parity on the test split; BulkInferrer: the model over unlabeled data.
+    edge_export: TaskResources = TaskResources(
+        cpu_request="2", cpu_limit="4", memory_request="4Gi", memory_limit="8Gi"
+    )
+    bulk_inferrer: TaskResources = TaskResources(
+        cpu_request="2", cpu_limit="4", memory_request="4Gi", memory_limit="8Gi"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -123,6 +123,9 @@ RESOURCE_KEYS = {
     "Trainer": "trainer",
     "Evaluator": "evaluator",
     "Pusher": "pusher",
+    "EdgeExport": "edge_export",
+    "InferenceExampleGen": "example_gen",
+    "BulkInferrer": "bulk_inferrer",
 }
 # Which components read the data root / write the serving directory (the claims they mount).
 DATA_READERS = ("ImageExampleGen", "ImportExampleGen", kfp_fingerprint.TASK)

@@ -30,7 +30,7 @@ from image_factory import write_fashion_mnist_folder
 from kfp_emulator import BACKEND_VARIANTS, KfpEmulator, RunResult
 
 import visiontfx  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from visiontfx.components.image_example_gen.features import REPORT_FILE
+from visiontfx.contracts.features import REPORT_FILE
 from visiontfx.pipeline import kfp_fingerprint
 from visiontfx.pipeline.config import load_config
 
