@@ -13,6 +13,16 @@ import visiontfx  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 os.environ.setdefault("VISIONTFX_QUIET", "1")
 REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "pipeline" / "configs" / "tiny.yaml"
+# An image folder as the source, all of it used, split 70/15/15 by hash.
+FOLDER_SOURCE = (
+    "data.source=folder",
+    "data.max_train_images=0",
+    "data.max_eval_images=0",
+    "data.max_test_images=0",
+    "data.splits.train=0.7",
+    "data.splits.eval=0.15",
+    "data.splits.test=0.15",
+)
 
 
 def tiny_config(root: Path, *overrides: str) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, TINY_CONFIG, tiny_config
+from conftest import FOLDER_SOURCE, REPO, TINY_CONFIG, tiny_config
 from image_factory import broken_images, write_fashion_mnist_folder
 
 from visiontfx.contracts import ids
@@ -41,13 +41,7 @@ SPAN_1 = {0: 20, 1: 20, 5: 20, 7: 20}
 SPAN_2 = {0: 40, 1: 4, 5: 4, 7: 4}  # mostly T-shirts: the class distribution drifts
 ADDED = 6
 OVERRIDES = (
-    "data.source=folder",
-    "data.max_train_images=0",
-    "data.max_eval_images=0",
-    "data.max_test_images=0",
-    "data.splits.train=0.7",
-    "data.splits.eval=0.15",
-    "data.splits.test=0.15",
+    *FOLDER_SOURCE,
     "training.warmup_epochs=3",
     "training.steps_per_epoch=8",  # long enough to be killed mid-training
     "training.early_stopping_patience=10",

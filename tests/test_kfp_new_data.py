@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, TINY_CONFIG
+from conftest import FOLDER_SOURCE, REPO, TINY_CONFIG
 from image_factory import write_fashion_mnist_folder
 from kfp_emulator import BACKEND_VARIANTS, KfpEmulator, RunResult
 
@@ -40,13 +40,7 @@ DATA_CLAIM, SERVING_CLAIM = "images", "served-models"
 CLASSES = {0: 10, 1: 10, 5: 10}  # Fashion-MNIST T-shirt/top, Trouser, Sandal
 ADDED = 6
 OVERRIDES = (
-    "data.source=folder",
-    "data.max_train_images=0",
-    "data.max_eval_images=0",
-    "data.max_test_images=0",
-    "data.splits.train=0.7",
-    "data.splits.eval=0.15",
-    "data.splits.test=0.15",
+    *FOLDER_SOURCE,
     "training.warmup_epochs=1",
     "edge.enabled=false",
 )
