@@ -97,7 +97,7 @@ def main() -> int:
             "run": index + 1,
             "wall": f"{run['wall_seconds']:.0f} s ({run['wall_seconds'] / 60:.1f} min)",
             "pipeline": f"{run['pipeline_seconds']} s",
-            "test accuracy (10,000)": f"{100 * run['test_accuracy']:.2f}%",
+            "test accuracy": f"{100 * run['test_accuracy']:.2f}%",
             "load average": f"{run['load_before']}–{run['load_after']}",
         }
         for index, run in enumerate(runs)

@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument(
         "--multiprocessing", action="store_true", help="also Beam multi_processing ×2 (slow on 2 cores)"
     )
+    parser.add_argument("--name", default="example_gen", help="result file name")
     add_common_arguments(parser, rounds=4)
     args = parser.parse_args()
     if args.quick:
@@ -151,7 +152,7 @@ def main() -> None:
         / spread(field(measurements["ImageExampleGen (Beam in_memory)"], "seconds"))["median"]
     )
     write_result(
-        "example_gen",
+        args.name,
         {
             "images": args.images,
             "rounds": args.rounds,

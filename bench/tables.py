@@ -27,7 +27,7 @@ def _time_to_accuracy(result: Mapping[str, Any]) -> str:
 
 
 def _demo(result: Mapping[str, Any]) -> str:
-    return "; ".join(f"{row['test accuracy (10,000)']} in {row['wall']}" for row in result["table"])
+    return "; ".join(f"{row['test accuracy']} in {row['wall']}" for row in result["table"])
 
 
 # (measure, before issue 13, result file, how to read the new number from it)
