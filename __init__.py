@@ -21,3 +21,17 @@ warnings.filterwarnings("ignore", message="You are using a non-supported Python 
 warnings.filterwarnings("ignore", message="Support for google-cloud-storage < 3.0.0")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> type:
+    """``visiontfx.EdgeModel``, loaded on first use.
+
+    TFX's Kubeflow V2 runtime imports a custom artifact class by its type name,
+    which must have the form ``<namespace>.<Class>`` (its schema-title rule): the
+    EdgeExport component's artifact type is therefore reachable here too.
+    """
+    if name == "EdgeModel":
+        from visiontfx.components.edge_export.component import EdgeModel
+
+        return EdgeModel
+    raise AttributeError(f"module 'visiontfx' has no attribute {name!r}")

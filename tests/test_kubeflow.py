@@ -311,7 +311,7 @@ def test_compile_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     spec = spec_of(output)
     default = spec["root"]["inputDefinitions"]["parameters"]["trainer_custom_config"]["defaultValue"]
     assert json.loads(default)["training"]["warmup_epochs"] == 7
-    assert "9 tasks" in capsys.readouterr().out  # with EdgeExport
+    assert "10 tasks" in capsys.readouterr().out  # the DAG, EdgeExport and InputFingerprint
 
 
 def test_command_modules_import_without_tensorflow() -> None:
@@ -425,7 +425,7 @@ def test_every_task_runs_our_entrypoint_with_its_declared_outputs(compiled: dict
         spec = spec_of(path)
         containers = executor_containers(spec)
         del containers["InputFingerprint"]  # not a TFX component: test_input_fingerprint_task...
-        assert len(containers) == 8
+        assert len(containers) == 9  # the eight of the DAG and EdgeExport
         for component_id, container in containers.items():
             assert container["command"] == ENTRYPOINT_COMMAND, (target, component_id)
             args = container["args"]
