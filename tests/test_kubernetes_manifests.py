@@ -848,11 +848,14 @@ def test_dockerfile_builds_and_installs_only_the_wheel():
         if line.strip() and not line.lstrip().startswith("#")
     ]
     froms = [line for line in instructions if line.upper().startswith("FROM ")]
-    assert len(froms) == 2, froms
-    for line in froms:
+    # The Beam SDK image (its worker boot), the builder, the runtime: versions from the ARGs.
+    assert len(froms) == 3, froms
+    assert re.fullmatch(r"FROM apache/beam_python3\.10_sdk:\$\{BEAM_VERSION\} AS beam_sdk", froms[0])
+    for line in froms[1:]:
         image = line.split()[1]
-        assert re.fullmatch(r"tensorflow/tfx:1\.16\.0(@sha256:[0-9a-f]{64})?", image), line
-    assert "AS builder" in froms[0]
+        assert re.fullmatch(r"tensorflow/tfx:\$\{TFX_VERSION\}(@sha256:[0-9a-f]{64})?", image), line
+    assert "AS builder" in froms[1]
+    assert re.search(r"^ARG TFX_VERSION=1\.16\.0$", text, re.M)
     runs = " ".join(line for line in instructions if line.upper().startswith("RUN "))
     assert "pip wheel --no-deps" in runs
     assert re.search(r"pip install .*-c /tmp/constraints\.txt /wheels/visiontfx-\*\.whl", runs)
