@@ -232,7 +232,12 @@ def test_gradcam_overlays_and_tflite_parity_are_shown(report_run: dict[str, Any]
     assert "Grad-CAM" in page.text["misclassified"] and "layer" in page.text["explanations"]
     rows = page.table("edge-parity")
     assert [row[0] for row in rows[1:]] == ["float16", "int8"]
-    assert all(row[-1] == "recommended" for row in rows[1:])
+    for row in rows[1:]:
+        # The status follows the numbers shown beside it (whether the tiny model meets the
+        # goals is test_edge_export's business; int8 on a barely trained model may miss).
+        drop, goal = re.fullmatch(r"([+-][\d.]+) \(goal ≤ ([\d.]+)\)", row[3]).groups()
+        expected = "recommended" if float(drop) <= float(goal) else "NOT recommended: parity goal missed"
+        assert row[-1] == expected, row
     # The second run's model card (written only if it is pushed) compares it with the first,
     # read from the same Evaluator output the Pusher gets.
     from visiontfx.components.model_card import card, render
