@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import posixpath
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
-import tensorflow as tf
+from google.protobuf import message
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
+from tfx.utils import json_utils, proto_utils
 
 from visiontfx.components.drift.baseline import PreviousTrainedStatisticsStrategy
 from visiontfx.components.drift.comparators import SPLIT_PAIR, distribution_validator_config
@@ -31,9 +30,9 @@ from visiontfx.components.pusher.component import ServingPusher
 from visiontfx.components.serving.signatures import EXAMPLES_SIGNATURE
 from visiontfx.contracts.edge import EDGE_EXPORT_ID
 from visiontfx.contracts.ids import BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID
-from visiontfx.pipeline.config import Config, ConfigError
+from visiontfx.pipeline.config import Config
+from visiontfx.pipeline.dag_inputs import DagInputs
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 # How the Evaluator finds its baseline (see make_baseline_resolver).
 Baseline = Literal["exclude_candidate", "latest_blessed", "none"]
 PREPROCESSING_FN = "visiontfx.components.transform.preprocessing.preprocessing_fn"
@@ -55,20 +54,6 @@ class RunLocations:
     shared_checkpoints: bool = True
 
 
-def schema_file(config: Config) -> str:
-    name = "fashion_mnist.pbtxt" if config.data.source == "fashion_mnist" else "image_examples.pbtxt"
-    return str(SCHEMA_DIR / name)
-
-
-def has_test_split(config: Config, data_root: Any) -> bool:
-    data = config.data
-    if data.source in ("fashion_mnist", "tfds") and data.use_source_test_split:
-        return True
-    if data.source == "tfrecord":
-        return isinstance(data_root, str) and tf.io.gfile.isdir(posixpath.join(data_root, "test"))
-    return data.splits.test > 0
-
-
 def example_gen_options(config: Config) -> dict[str, Any]:
     data = config.data
     return {
@@ -85,10 +70,10 @@ def example_gen_options(config: Config) -> dict[str, Any]:
     }
 
 
-def make_example_gen(config: Config, data_root: Any) -> Any:
+def make_example_gen(config: Config, data_root: Any, has_test_split: bool) -> Any:
     if config.data.source == "tfrecord":
         splits = [tfx.proto.Input.Split(name=name, pattern=f"{name}/*") for name in ("train", "eval")]
-        if has_test_split(config, data_root):
+        if has_test_split:
             splits.append(tfx.proto.Input.Split(name="test", pattern="test/*"))
         return tfx.components.ImportExampleGen(
             input_base=data_root, input_config=tfx.proto.Input(splits=splits)
@@ -110,30 +95,6 @@ def trainer_custom_config(
         "checkpoint_root": os.path.join(pipeline_root, "_trainer_checkpoints") if pipeline_root else "",
         "class_names": list(class_names),
     }
-
-
-def tfrecord_class_names(config: Config, data_root: Any) -> list[str]:
-    """The vocabulary the Trainer is given: for TFRecord inputs ``data.class_names``, else
-    <data_root>/labels.txt; empty for the other sources (ImageExampleGen writes labels.txt)."""
-    if config.data.source != "tfrecord":
-        return []
-    if config.data.class_names:
-        return list(config.data.class_names)
-    if not isinstance(data_root, str):
-        raise ConfigError(
-            "TFRecord inputs with a runtime data root (Kubeflow): labels.txt cannot be read when the "
-            "pipeline is compiled. Set data.class_names (label i = name i) in the config."
-        )
-    return read_tfrecord_class_names(data_root)
-
-
-def read_tfrecord_class_names(data_root: str) -> list[str]:
-    """ImportExampleGen inputs bring their vocabulary as <data_root>/labels.txt."""
-    path = posixpath.join(data_root, "labels.txt")
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} is missing: TFRecord inputs need labels.txt (line i = label i).")
-    with tf.io.gfile.GFile(path) as handle:
-        return [line.strip() for line in handle.read().splitlines() if line.strip()]
 
 
 def describe_source(config: Config, data_root: Any) -> str:
@@ -236,28 +197,46 @@ def make_drift_nodes(config: Config, statistics: Any, baseline: Baseline) -> lis
     return nodes
 
 
+def as_runtime_parameter(name: str, value: Any) -> Any:
+    """``value`` (a JSON-able dict or a proto) as a runtime parameter of that name defaulting to
+    it, serialized the way TFX stores the execution property; the value itself without a name.
+
+    TFX takes a str RuntimeParameter for a whole JSON dict or proto property, never for a
+    value inside one (see docs/kubeflow.md).
+    """
+    if not name:
+        return value
+    if isinstance(value, message.Message):
+        default = proto_utils.proto_to_json(value)
+    else:
+        default = json_utils.dumps(value)
+    return tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=default)
+
+
 def create_pipeline(
     config: Config,
     locations: RunLocations,
+    inputs: DagInputs,
     beam_pipeline_args: Sequence[str] = (),
     baseline: Baseline | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Assembles the DAG; reads like the DAG.
+    """Assembles the DAG; reads like the DAG. Pure wiring: what it needs from outside (schema,
+    class names, runtime parameters) the runner gathered into ``inputs`` (see dag_inputs.py).
 
     ``baseline`` defaults to ``exclude_candidate`` with a local metadata store
     and ``latest_blessed`` otherwise (see make_baseline_resolver).
     """
     data_root = locations.data_root if locations.data_root is not None else config.data.path
-    class_names = tfrecord_class_names(config, data_root)
+    class_names = inputs.class_names
 
-    example_gen = make_example_gen(config, data_root)
+    example_gen = make_example_gen(config, data_root, inputs.has_test_split)
     examples = example_gen.outputs["examples"]
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
     if baseline is None:
         baseline = "exclude_candidate" if locations.metadata_path is not None else "latest_blessed"
     drift_nodes = make_drift_nodes(config, statistics_gen.outputs["statistics"], baseline)
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config))
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=inputs.schema_file)
     schema = schema_gen.outputs["schema"]
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema
@@ -292,7 +271,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
-        custom_config=custom_config,
+        custom_config=as_runtime_parameter(inputs.trainer_config_parameter, custom_config),
     )
 
     for node in drift_nodes:
@@ -300,13 +279,16 @@ def create_pipeline(
             trainer.add_upstream_node(node)  # drift beyond a threshold stops the run before training
     latest_blessed_model = make_baseline_resolver(trainer.outputs["model"], baseline)
 
-    evaluated_split = "test" if has_test_split(config, data_root) else "eval"
+    evaluated_split = "test" if inputs.has_test_split else "eval"
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"] if latest_blessed_model else None,
         schema=schema,
-        eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
+        eval_config=as_runtime_parameter(
+            inputs.eval_config_parameter,
+            build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
+        ),
         example_splits=[evaluated_split],
     )
 

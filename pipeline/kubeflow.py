@@ -56,12 +56,6 @@ PARAMETER_DESCRIPTIONS = {
     PARAM_TRAINER_CONFIG: "JSON: the Trainer's custom_config (model, training incl. epochs, augmentation).",
     PARAM_EVAL_CONFIG: "JSON: the Evaluator's tfma.EvalConfig (accuracy lower bound and allowed drop).",
 }
-# (component id, execution property) -> runtime parameter name.
-PARAMETERIZED_PROPERTIES = {
-    ("Trainer", "custom_config"): PARAM_TRAINER_CONFIG,
-    ("Evaluator", "eval_config"): PARAM_EVAL_CONFIG,
-}
-
 # Settings inside those two JSON parameters that ``--param`` accepts by name,
 # so a run's epochs or accuracy bar change without editing JSON by hand:
 # shorthand -> (JSON parameter, where in it, type, valid range).
@@ -215,10 +209,11 @@ def default_target(config: Config) -> Target:
 
 
 def build_pipeline(config: Config, target: Target) -> Any:
-    """The local DAG with cluster locations and runtime parameters bound (a tfx Pipeline)."""
+    """The local DAG with cluster locations, the image's schema and runtime parameters (a tfx Pipeline)."""
     from tfx import v1 as tfx
 
     from visiontfx.pipeline.dag import RunLocations, create_pipeline
+    from visiontfx.pipeline.dag_inputs import gather_inputs
     from visiontfx.pipeline.local_runner import beam_pipeline_args
 
     check_locations(config, target)
@@ -231,48 +226,15 @@ def build_pipeline(config: Config, target: Target) -> Any:
         ),
         shared_checkpoints=False,  # a run may override the compiled pipeline root
     )
+    inputs = dataclasses.replace(
+        gather_inputs(config, locations.data_root, schema_dir=config.kubeflow.schema_dir),
+        trainer_config_parameter=PARAM_TRAINER_CONFIG,
+        eval_config_parameter=PARAM_EVAL_CONFIG,
+    )
     # Open-source KFP 2.x cannot run resolver executors, so no baseline there;
     # Vertex AI resolves TFX's LatestBlessedModelStrategy.
     baseline = "latest_blessed" if target == "vertex" else "none"
-    pipeline = create_pipeline(config, locations, beam_pipeline_args(config), baseline=baseline)
-    for component in pipeline.components:
-        if component.id == "ImportSchemaGen":
-            _use_image_schema(component, config.kubeflow.schema_dir)
-    _bind_runtime_parameters(pipeline)
-    return pipeline
-
-
-def _use_image_schema(schema_gen: Any, schema_dir: str) -> None:
-    """Points ImportSchemaGen at the schema's copy inside the image (same file name)."""
-    local_path = schema_gen.exec_properties["schema_file"]
-    schema_gen.exec_properties["schema_file"] = f"{schema_dir.rstrip('/')}/{os.path.basename(local_path)}"
-
-
-def _bind_runtime_parameters(pipeline: Any) -> None:
-    """Turns the Trainer's custom_config and the Evaluator's eval_config into runtime parameters.
-
-    The DAG stays runner-agnostic: each compiled value becomes the default of
-    a RuntimeParameter, so a run without arguments is exactly the local DAG.
-    TFX's own type check is applied (a str RuntimeParameter is how TFX accepts
-    both a JSON custom_config and a JSON-serialized proto).
-    """
-    from tfx import v1 as tfx
-
-    found = set()
-    for component in pipeline.components:
-        for (component_id, key), name in PARAMETERIZED_PROPERTIES.items():
-            if component.id != component_id:
-                continue
-            value = component.exec_properties[key]
-            if not isinstance(value, str):  # TFX stores both as JSON text after construction
-                raise TypeError(f"{component_id}.{key} is {type(value).__name__}, expected JSON text")
-            parameter = tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=value)
-            component.spec.PARAMETERS[key].type_check(key, parameter)
-            component.exec_properties[key] = parameter
-            found.add((component_id, key))
-    missing = set(PARAMETERIZED_PROPERTIES) - found
-    if missing:
-        raise ValueError(f"The DAG has no {sorted(missing)}: update PARAMETERIZED_PROPERTIES")
+    return create_pipeline(config, locations, inputs, beam_pipeline_args(config), baseline=baseline)
 
 
 def runtime_parameters(pipeline: Any) -> dict[str, Any]:

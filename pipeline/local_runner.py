@@ -52,17 +52,25 @@ def local_locations(config: Config) -> Any:
     )
 
 
+def local_pipeline(config: Config) -> tuple[Any, Any]:
+    """(RunLocations, the tfx Pipeline) for a run on this machine; makes the metadata folder."""
+    from visiontfx.pipeline.dag import create_pipeline
+    from visiontfx.pipeline.dag_inputs import gather_inputs
+
+    locations = local_locations(config)
+    os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
+    inputs = gather_inputs(config, locations.data_root)
+    return locations, create_pipeline(config, locations, inputs, beam_pipeline_args(config))
+
+
 def run_pipeline(config: Config, quiet: bool = True) -> dict[str, Any]:
     """Runs the DAG and returns the summary of this run (with per-component seconds)."""
     from tfx import v1 as tfx
 
     from visiontfx.pipeline import metadata, progress, summary
-    from visiontfx.pipeline.dag import create_pipeline
 
-    locations = local_locations(config)
-    os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
+    locations, pipeline = local_pipeline(config)
     previous_fingerprint = metadata.latest_input_fingerprint(locations.metadata_path)
-    pipeline = create_pipeline(config, locations, beam_pipeline_args(config))
     started = time.monotonic()
     reporter = progress.install(len(pipeline.components), quiet)
     try:

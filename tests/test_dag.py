@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ from conftest import tiny_config
 
 from visiontfx.contracts.ids import DRIFT_BASELINE_RESOLVER_ID
 from visiontfx.pipeline import metadata
-from visiontfx.pipeline.config import from_dict
-from visiontfx.pipeline.dag import RunLocations, create_pipeline, schema_file
+from visiontfx.pipeline.config import Config, from_dict
+from visiontfx.pipeline.dag import RunLocations, create_pipeline
+from visiontfx.pipeline.dag_inputs import DagInputs, gather_inputs, schema_file
 from visiontfx.pipeline.local_runner import beam_pipeline_args
 
 EDGES = {
@@ -36,6 +39,10 @@ EDGES = {
 }
 
 
+def _pipeline(config: Config, locations: RunLocations) -> Any:
+    return create_pipeline(config, locations, gather_inputs(config, locations.data_root))
+
+
 def _edges(pipeline: Any) -> set[tuple[str, str]]:
     return {(up.id, node.id) for node in pipeline.components for up in node.upstream_nodes}
 
@@ -50,7 +57,7 @@ def _edges(pipeline: Any) -> set[tuple[str, str]]:
 )
 def test_the_dag_reads_like_the_design(tmp_path: Path, source: str, example_gen: str) -> None:
     config = from_dict({"data": {"source": source, "path": str(tmp_path), "tfds_name": "x"}})
-    pipeline = create_pipeline(
+    pipeline = _pipeline(
         config, RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
     )
     ids = [c.id for c in pipeline.components]
@@ -65,6 +72,46 @@ def test_fashion_mnist_gets_its_curated_schema() -> None:
     assert schema_file(from_dict({"data": {"source": "folder", "path": "x"}})).endswith(
         "image_examples.pbtxt"
     )
+
+
+def test_create_pipeline_wires_what_the_runner_gathered(tmp_path: Path) -> None:
+    """No file is read while wiring: a TFRecord root that does not exist, a schema path that
+    exists only inside an image, and the Kubeflow runtime parameters all come from DagInputs."""
+    from tfx.orchestration import data_types
+
+    config = from_dict({"data": {"source": "tfrecord", "path": str(tmp_path / "absent")}})
+    inputs = DagInputs(
+        schema_file="/image/schemas/image_examples.pbtxt",
+        has_test_split=True,
+        class_names=("cat", "dog"),
+        trainer_config_parameter="trainer_json",
+        eval_config_parameter="eval_json",
+    )
+    locations = RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
+    nodes = {c.id: c for c in create_pipeline(config, locations, inputs).components}
+    assert nodes["ImportSchemaGen"].exec_properties["schema_file"] == inputs.schema_file
+    assert nodes["Evaluator"].exec_properties["example_splits"] == '["test"]'
+    trainer_config = nodes["Trainer"].exec_properties["custom_config"]
+    eval_config = nodes["Evaluator"].exec_properties["eval_config"]
+    assert isinstance(trainer_config, data_types.RuntimeParameter) and trainer_config.name == "trainer_json"
+    assert json.loads(trainer_config.default)["class_names"] == ["cat", "dog"]
+    assert isinstance(eval_config, data_types.RuntimeParameter) and eval_config.name == "eval_json"
+    assert "lower_bound" in eval_config.default
+    assert not (tmp_path / "absent").exists()
+    # Without parameter names the same values are plain execution properties.
+    plain = dataclasses.replace(inputs, trainer_config_parameter="", eval_config_parameter="")
+    nodes = {c.id: c for c in create_pipeline(config, locations, plain).components}
+    assert json.loads(nodes["Trainer"].exec_properties["custom_config"]) == json.loads(trainer_config.default)
+
+
+def test_tfrecord_inputs_without_labels_fail_while_gathering_not_wiring(tmp_path: Path) -> None:
+    config = from_dict({"data": {"source": "tfrecord", "path": str(tmp_path)}})
+    with pytest.raises(FileNotFoundError, match=r"labels\.txt"):
+        gather_inputs(config, str(tmp_path))
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    (tmp_path / "test").mkdir()
+    assert gather_inputs(config, str(tmp_path)).class_names == ("cat", "dog")
+    assert gather_inputs(config, str(tmp_path)).has_test_split
 
 
 def test_beam_args_only_when_not_the_default() -> None:
@@ -126,14 +173,14 @@ def test_extra_beam_args_are_split_like_a_shell() -> None:
 
 def test_tuning_adds_a_tuner_feeding_the_trainer(tmp_path: Path) -> None:
     config = from_dict({"training": {"tune": True, "tune_trials": 2}})
-    pipeline = create_pipeline(
+    pipeline = _pipeline(
         config, RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
     )
     edges = _edges(pipeline)
     assert ("Tuner", "Trainer") in edges and ("Transform", "Tuner") in edges
     trainer = next(c for c in pipeline.components if c.id == "Trainer")
     assert "hyperparameters" in trainer.inputs
-    untuned = create_pipeline(
+    untuned = _pipeline(
         from_dict({}), RunLocations(str(tmp_path / "r2"), str(tmp_path / "s2"), str(tmp_path / "m2.sqlite"))
     )
     assert "Tuner" not in {c.id for c in untuned.components}
@@ -141,7 +188,7 @@ def test_tuning_adds_a_tuner_feeding_the_trainer(tmp_path: Path) -> None:
 
 def test_drift_fail_gates_the_trainer_and_off_or_clusters_have_no_drift_nodes(tmp_path: Path) -> None:
     def ids_and_edges(overrides: dict[str, Any], metadata_path: str | None) -> tuple[set[str], set[Any]]:
-        pipeline = create_pipeline(
+        pipeline = _pipeline(
             from_dict({"drift": overrides}),
             RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), metadata_path),
         )
@@ -158,14 +205,14 @@ def test_drift_fail_gates_the_trainer_and_off_or_clusters_have_no_drift_nodes(tm
 
 def test_edge_export_and_bulk_inference_follow_the_config(tmp_path: Path) -> None:
     locations = RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
-    default = create_pipeline(from_dict({}), locations)
+    default = _pipeline(from_dict({}), locations)
     ids = {c.id for c in default.components}
     assert "EdgeExport" in ids and not ids & {"InferenceExampleGen", "BulkInferrer"}
     pusher = next(c for c in default.components if c.id == "Pusher")
     assert {"edge_model", "evaluation", "examples", "model_run"} <= set(pusher.inputs)
 
     config = from_dict({"edge": {"enabled": False}, "inference": {"path": str(tmp_path / "unlabelled")}})
-    pipeline = create_pipeline(config, locations)
+    pipeline = _pipeline(config, locations)
     edges = _edges(pipeline)
     assert "EdgeExport" not in {c.id for c in pipeline.components}
     bulk = {

@@ -127,9 +127,8 @@ def collapse(task: str, node_ids: set[str]) -> str:
 def test_tasks_and_edges_are_the_dag(compiled: dict[str, Path], target: str) -> None:
     from tfx import v1 as tfx
 
-    from visiontfx.pipeline.dag import create_pipeline
     from visiontfx.pipeline.kubeflow import build_pipeline
-    from visiontfx.pipeline.local_runner import local_locations
+    from visiontfx.pipeline.local_runner import local_pipeline
 
     config = cluster_config()
     nodes, edges = dag_graph(build_pipeline(config, target).components)  # create_pipeline, cluster arguments
@@ -142,7 +141,7 @@ def test_tasks_and_edges_are_the_dag(compiled: dict[str, Path], target: str) -> 
     # TFX's stock strategy (no candidate input), open-source KFP cannot run resolvers at all;
     # and the drift check, which needs a custom resolver strategy (docs/continuous_training.md).
     local_only = {"previous_trained_statistics_resolver", "DistributionValidator", "DriftGate"}
-    local = [c for c in create_pipeline(config, local_locations(config)).components if c.id not in local_only]
+    local = [c for c in local_pipeline(config)[1].components if c.id not in local_only]
     resolvers = {c.id for c in local if isinstance(c, tfx.dsl.Resolver)}
     local_nodes, local_edges = dag_graph(local)
     assert resolvers == {"latest_blessed_model_resolver"}

@@ -71,11 +71,12 @@ def beam_components_pipeline(config: Any, model_uri: str) -> Any:
     from tfx.types import standard_artifacts
 
     from visiontfx.components.evaluator.eval_config import build_eval_config
-    from visiontfx.pipeline.dag import has_test_split, make_example_gen, schema_file
+    from visiontfx.pipeline.dag import make_example_gen
+    from visiontfx.pipeline.dag_inputs import has_test_split, schema_file
     from visiontfx.pipeline.local_runner import beam_pipeline_args, local_locations
 
     locations = local_locations(config)
-    example_gen = make_example_gen(config, locations.data_root)
+    example_gen = make_example_gen(config, locations.data_root, has_test_split(config, locations.data_root))
     examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config))

@@ -257,9 +257,7 @@ def test_gradcam_overlays_and_tflite_parity_are_shown(report_run: dict[str, Any]
 
 
 @pytest.mark.integration
-def test_augmentation_preview_is_the_first_training_batch(
-    report_run: dict[str, Any], tmp_path: Path
-) -> None:
+def test_augmentation_preview_is_the_first_training_batch(report_run: dict[str, Any], tmp_path: Path) -> None:
     """The preview's copies equal a training batch of that image: one augmentation, the Trainer's."""
     import tensorflow as tf
     import tensorflow_transform as tft

@@ -188,14 +188,10 @@ def run_until_transform(config: Any) -> tuple[str, str]:
     from tfx import v1 as tfx
     from tfx.orchestration.pipeline import RunOptions
 
-    from visiontfx.pipeline.dag import create_pipeline
-    from visiontfx.pipeline.local_runner import local_locations
+    from visiontfx.pipeline.local_runner import local_pipeline
 
-    locations = local_locations(config)
-    os.makedirs(os.path.dirname(locations.metadata_path), exist_ok=True)
-    tfx.orchestration.LocalDagRunner().run(
-        create_pipeline(config, locations), run_options=RunOptions(to_nodes=["Transform"])
-    )
+    _, pipeline = local_pipeline(config)
+    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=["Transform"]))
     return pipeline_inputs(config)
 
 
@@ -246,7 +242,8 @@ def find_learning_rate(
         plan_phases,
         prepare,
     )
-    from visiontfx.pipeline.dag import tfrecord_class_names, trainer_custom_config
+    from visiontfx.pipeline.dag import trainer_custom_config
+    from visiontfx.pipeline.dag_inputs import tfrecord_class_names
     from visiontfx.pipeline.local_runner import local_locations
 
     skip_tf_keras_in_autograph()

@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         os.environ["VISIONTFX_QUIET"] = "1"
     from visiontfx.contracts.failures import EXIT_NOT_BLESSED, EXIT_OK
     from visiontfx.pipeline import summary
-    from visiontfx.pipeline.dag import has_test_split
+    from visiontfx.pipeline.dag_inputs import has_test_split
 
     quiet = bool(args.quiet)  # --json keeps the progress lines: they go to stderr
     from visiontfx.contracts.failures import ExpectedFailure
