@@ -32,7 +32,6 @@ runtime parameters as part of those two JSON documents (see docs/kubeflow.md).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
@@ -43,6 +42,12 @@ from typing import Any, Literal, Mapping, get_args
 import yaml
 
 from visiontfx.pipeline import kfp_fingerprint
+from visiontfx.pipeline.compiled_spec import (
+    executor_containers,
+    load_document,
+    pipeline_spec_of,
+    spec_parameters,
+)
 from visiontfx.pipeline.config import Config, ConfigError, KubeflowConfig, load_config
 
 Target = Literal["kubeflow", "vertex"]
@@ -124,7 +129,6 @@ RESOURCE_KEYS = {
 # Which components read the data root / write the serving directory (the claims they mount).
 DATA_READERS = ("ImageExampleGen", "ImportExampleGen", kfp_fingerprint.TASK)
 SERVING_WRITERS = ("Pusher",)
-_PARAMETER_TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
 
 
 # --------------------------------------------------------------------------
@@ -286,15 +290,6 @@ def compile_job(config: Config, target: Target) -> dict[str, Any]:
     return job
 
 
-def executor_containers(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Component id -> its executor's container spec (TFX labels executors ``<id>_executor``)."""
-    found = {}
-    for label, executor in spec["deploymentSpec"]["executors"].items():
-        if "container" in executor:
-            found[label.removesuffix("_executor")] = executor["container"]
-    return found
-
-
 def _declare_output_types(spec: Mapping[str, Any], component_id: str, container: dict[str, Any]) -> None:
     """Adds the task's declared outputs (names and types) to its arguments, beside TFX's inputs.
 
@@ -404,73 +399,6 @@ def compile_pipeline(
     partial.write_text(text)
     os.replace(partial, path)
     return str(path)
-
-
-# --------------------------------------------------------------------------
-# Reading compiled files (shared with submit/schedule)
-
-
-def load_documents(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """A compiled file's documents: the PipelineSpec (YAML) or PipelineJob (JSON) first, then
-    any KFP platform spec."""
-    text = Path(path).read_text()
-    documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]  # JSON is YAML
-    if not documents or not all(isinstance(doc, dict) for doc in documents):
-        raise ConfigError(f"{path} holds no pipeline spec.")
-    return documents
-
-
-def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A compiled file's pipeline document: a PipelineSpec (YAML) or a PipelineJob (JSON)."""
-    return load_documents(path)[0]
-
-
-def platform_spec_of(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The file's KFP platform spec (its documents after the first, merged); {} when none."""
-    merged: dict[str, Any] = {}
-    for document in load_documents(path)[1:]:
-        merged.update(document)
-    return merged
-
-
-def pipeline_spec_of(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The PipelineSpec inside a compiled document (a PipelineJob keeps it under ``pipelineSpec``)."""
-    if "pipelineSpec" in document:
-        spec = copy.deepcopy(dict(document["pipelineSpec"]))
-        root = document.get("runtimeConfig", {}).get("gcsOutputDirectory")
-        if root and "defaultPipelineRoot" not in spec:
-            spec["defaultPipelineRoot"] = root
-        return spec
-    if "root" in document and "pipelineInfo" in document:
-        return copy.deepcopy(dict(document))
-    raise ConfigError("Not a compiled pipeline: neither a PipelineSpec nor a PipelineJob.")
-
-
-def spec_parameters(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The pipeline's runtime parameters: name -> {"type": STRING|…, "default": value or None}."""
-    parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    return {
-        name: {
-            "type": body.get("parameterType") or body.get("type", "STRING"),
-            "default": body.get("defaultValue"),
-        }
-        for name, body in sorted(parameters.items())
-    }
-
-
-def parse_parameter_value(name: str, raw: str, parameter_type: str) -> Any:
-    """A ``--param`` value typed like the spec declares it."""
-    try:
-        if parameter_type in ("STRUCT", "LIST"):
-            return json.loads(raw)
-        kind = _PARAMETER_TYPES.get(parameter_type, str)
-        if kind is bool:
-            if raw.lower() not in ("true", "false"):
-                raise ValueError(raw)
-            return raw.lower() == "true"
-        return kind(raw)
-    except ValueError:  # json.JSONDecodeError is a ValueError too
-        raise ConfigError(f"Parameter {name!r} is {parameter_type}; {raw!r} is not.") from None
 
 
 def apply_shorthands(

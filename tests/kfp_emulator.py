@@ -59,8 +59,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import yaml
-
 EXECUTOR_LOGS = "executor-logs"
 _PLACEHOLDER = re.compile(r"\{\{\$\.(inputs|outputs)\.(parameters|artifacts)\['([^']+)'\](\.[a-z_]+)?\}\}")
 
@@ -234,11 +232,9 @@ class CacheEntry:
 
 def load_compiled(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pipeline spec and the merged platform spec ({} if none) of a compiled YAML file."""
-    documents = [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc is not None]
-    platform: dict[str, Any] = {}
-    for document in documents[1:]:
-        platform.update(document)
-    return documents[0], platform
+    from visiontfx.pipeline.compiled_spec import load_document, platform_spec_of
+
+    return load_document(path), platform_spec_of(path)
 
 
 def topological_order(tasks: Mapping[str, Any]) -> list[str]:

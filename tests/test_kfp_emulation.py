@@ -68,7 +68,8 @@ def run_variant(compiled: dict[str, Any], variant: str) -> RunResult:
 @pytest.mark.parametrize("variant", ["kfp-2.0-2.4", "kfp-2.5+"])
 def test_every_task_runs_through_its_compiled_command(compiled: dict[str, Any], variant: str) -> None:
     from visiontfx.pipeline import kfp_fingerprint
-    from visiontfx.pipeline.kubeflow import ENTRYPOINT_COMMAND, load_document
+    from visiontfx.pipeline.compiled_spec import load_document
+    from visiontfx.pipeline.kubeflow import ENTRYPOINT_COMMAND
 
     result = run_variant(compiled, variant)
     spec = load_document(compiled["path"])

@@ -99,7 +99,7 @@ def ingested(result: RunResult) -> int:
 
 
 def test_the_compiled_spec_fingerprints_the_input_before_the_example_gen(runs: dict[str, Any]) -> None:
-    from visiontfx.pipeline.kubeflow import load_document
+    from visiontfx.pipeline.compiled_spec import load_document
 
     tasks = load_document(runs["spec_path"])["root"]["dag"]["tasks"]
     assert not tasks[kfp_fingerprint.TASK]["cachingOptions"].get("enableCache")

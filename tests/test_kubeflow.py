@@ -58,7 +58,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def spec_of(path: Path) -> dict[str, Any]:
-    from visiontfx.pipeline.kubeflow import load_document, pipeline_spec_of
+    from visiontfx.pipeline.compiled_spec import load_document, pipeline_spec_of
 
     return pipeline_spec_of(load_document(path))
 
@@ -393,7 +393,7 @@ def test_declared_claims_are_mounted_where_the_paths_are(compiled_with_claims: P
     from google.protobuf import json_format
     from kfp.client.client import _extract_pipeline_yaml
 
-    from visiontfx.pipeline.kubeflow import platform_spec_of
+    from visiontfx.pipeline.compiled_spec import platform_spec_of
 
     platform = platform_spec_of(compiled_with_claims)
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -418,7 +418,8 @@ def test_declared_claims_are_mounted_where_the_paths_are(compiled_with_claims: P
 
 
 def test_every_task_runs_our_entrypoint_with_its_declared_outputs(compiled: dict[str, Path]) -> None:
-    from visiontfx.pipeline.kubeflow import ENTRYPOINT_COMMAND, OUTPUTS_SPEC_FLAG, executor_containers
+    from visiontfx.pipeline.compiled_spec import executor_containers
+    from visiontfx.pipeline.kubeflow import ENTRYPOINT_COMMAND, OUTPUTS_SPEC_FLAG
 
     for target, path in compiled.items():
         spec = spec_of(path)

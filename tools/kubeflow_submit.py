@@ -31,17 +31,14 @@ import tempfile
 import warnings
 from typing import Any, Mapping, Protocol, Sequence
 
-from visiontfx.pipeline.config import Config, ConfigError, load_config
-from visiontfx.pipeline.kubeflow import (
-    PARAMETER_SHORTHANDS,
-    apply_shorthands,
-    compile_pipeline,
+from visiontfx.pipeline.compiled_spec import (
     load_document,
     parse_parameter_value,
     pipeline_spec_of,
-    render,
     spec_parameters,
 )
+from visiontfx.pipeline.config import Config, ConfigError, load_config
+from visiontfx.pipeline.kubeflow import PARAMETER_SHORTHANDS, apply_shorthands, compile_pipeline, render
 
 ENDPOINT_ENV_VARS = ("KFP_ENDPOINT", "KF_PIPELINES_ENDPOINT")
 TOKEN_ENV_VAR = "KFP_TOKEN"
