@@ -12,14 +12,12 @@ The model is the newest version the Pusher wrote under
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from visiontfx.contracts import edge
-
-Formatter = Callable[[Sequence[tuple[str, list[tuple[str, float]]]]], str]
+from visiontfx.tools.prediction_output import print_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +44,7 @@ def is_local(args: argparse.Namespace) -> bool:
     return bool(args.out or args.tflite or args.tflite_file or args.explain)
 
 
-def main(args: argparse.Namespace, format_results: Formatter) -> int:
+def main(args: argparse.Namespace) -> int:
     from visiontfx.pipeline.config import load_config
     from visiontfx.tools import batch_predict, local_models, pushed_model
 
@@ -91,10 +89,10 @@ def main(args: argparse.Namespace, format_results: Formatter) -> int:
         result = batch_predict.run(items, predictor, args.out, top_k, total, progress=tqdm)
         batch_predict.report(result)
         return 0
-    return predict_files(args, predictor, top_k, format_results)
+    return predict_files(args, predictor, top_k)
 
 
-def predict_files(args: argparse.Namespace, predictor: Any, top_k: int, format_results: Formatter) -> int:
+def predict_files(args: argparse.Namespace, predictor: Any, top_k: int) -> int:
     """A few images, printed like the server answers (one bad file is reported, the others printed)."""
     from visiontfx.tools import batch_predict
 
@@ -109,18 +107,7 @@ def predict_files(args: argparse.Namespace, predictor: Any, top_k: int, format_r
             continue
         ranked = batch_predict.top_k_pairs(probabilities, predictor.class_names, top_k)
         results.append((name, ranked))
-    if args.json:
-        payload = {
-            "model": predictor.path,
-            "predictions": [
-                {"image": name, "top_k": [{"class": label, "score": score} for label, score in ranked]}
-                for name, ranked in results
-            ],
-        }
-        print(json.dumps(payload, indent=2))
-    else:
-        print(f"model {predictor.path} (local)")
-        print(format_results(results))
+    print_results(results, args.json, f"model {predictor.path} (local)", model=predictor.path)
     return 1 if failed else 0
 
 

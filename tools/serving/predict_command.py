@@ -8,11 +8,10 @@ visiontfx predict photos/ --out predictions.csv | --tflite | --explain   (tools/
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
 
+from visiontfx.tools.prediction_output import print_results
 from visiontfx.tools.serving.client import ServingClient, ServingClientError, TopK
 
 BATCH = 32  # images per request
@@ -37,22 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     predict_local.add_arguments(parser)
 
 
-def format_results(results: Sequence[tuple[str, TopK]]) -> str:
-    """A readable block per image: best class first, scores as percentages."""
-    lines = []
-    for name, top_k in results:
-        best, score = top_k[0] if top_k else ("?", 0.0)
-        lines.append(f"{name}: {best} ({score:.1%})")
-        width = max((len(label) for label, _ in top_k), default=0)
-        lines.extend(f"    {label:<{width}}  {value:7.2%}" for label, value in top_k)
-    return "\n".join(lines)
-
-
 def main(args: argparse.Namespace) -> int:
     from visiontfx.tools import predict_local
 
     if predict_local.is_local(args):  # --out / --tflite / --explain: the pushed model in this process
-        return predict_local.main(args, format_results)
+        return predict_local.main(args)
     model = args.model
     if not model:
         from visiontfx.pipeline.config import load_config
@@ -95,19 +83,13 @@ def main(args: argparse.Namespace) -> int:
         if args.label
         else "latest"
     )
-    if args.json:
-        payload: dict[str, Any] = {
-            "endpoint": client.endpoint,
-            "model": model,
-            "version": args.version,
-            "label": args.label,
-            "predictions": [
-                {"image": name, "top_k": [{"class": label, "score": score} for label, score in top_k]}
-                for name, top_k in results
-            ],
-        }
-        print(json.dumps(payload, indent=2))
-    else:
-        print(f"model {model} ({target}) at {client.endpoint}")
-        print(format_results(results))
+    print_results(
+        results,
+        args.json,
+        f"model {model} ({target}) at {client.endpoint}",
+        endpoint=client.endpoint,
+        model=model,
+        version=args.version,
+        label=args.label,
+    )
     return 0
