@@ -20,7 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, RESULTS_DIR, load_average, markdown_table, spread, write_result
+from bench.common import (
+    REPO,
+    RESULTS_DIR,
+    LoadWatch,
+    load_average,
+    load_range,
+    markdown_table,
+    spread,
+    write_result,
+)
 
 DEMO = REPO / "pipeline" / "configs" / "demo.yaml"
 GOALS = {"test_accuracy": 0.92, "wall_seconds": 600.0}
@@ -38,9 +47,10 @@ def run_demo(root: Path, overrides: list[str]) -> dict[str, Any]:
         f"pipeline.root={root}", f"serving.serving_dir={root / 'serving'}", *overrides,
     ]  # fmt: skip
     before = load_average()
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
-    seconds = time.perf_counter() - started
+    with LoadWatch() as watch:
+        started = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+        seconds = time.perf_counter() - started
     if result.returncode not in (0, 3):  # 3: finished, model not blessed
         raise RuntimeError(result.stderr[-3000:])
     summary = json.loads(result.stdout[result.stdout.index("{") :])
@@ -51,7 +61,14 @@ def run_demo(root: Path, overrides: list[str]) -> dict[str, Any]:
         "component_seconds": summary.get("component_seconds", {}),
         "load_before": before,
         "load_after": load_average(),
+        "load_peak": watch.peak,
     }
+
+
+def load_text(run: dict[str, Any]) -> str:
+    """'before–after (peak P)'; older results have no peak."""
+    peak = f" (peak {run['load_peak']})" if "load_peak" in run else ""
+    return f"{run['load_before']}–{run['load_after']}{peak}"
 
 
 def record_in_budget_table(runs: list[dict[str, Any]], overrides: list[str]) -> None:
@@ -68,7 +85,7 @@ def record_in_budget_table(runs: list[dict[str, Any]], overrides: list[str]) -> 
                 "images/s (training)": "",
                 "timed": f"{run['wall_seconds']:.0f} s wall (pipeline {run['pipeline_seconds']} s)",
                 "test accuracy": f"{100 * run['test_accuracy']:.2f}%",
-                "load": f"{run['load_before']}–{run['load_after']}",
+                "load": load_text(run),
             }
         )
     write_result("accuracy_budget", {"table": record["table"]}, quick=False)
@@ -98,7 +115,7 @@ def main() -> int:
             "wall": f"{run['wall_seconds']:.0f} s ({run['wall_seconds'] / 60:.1f} min)",
             "pipeline": f"{run['pipeline_seconds']} s",
             "test accuracy": f"{100 * run['test_accuracy']:.2f}%",
-            "load average": f"{run['load_before']}–{run['load_after']}",
+            "load average": load_text(run),
         }
         for index, run in enumerate(runs)
     ]
@@ -110,10 +127,7 @@ def main() -> int:
             "goals": GOALS,
             "met": met,
             "wall_seconds": wall,
-            "load_average": {
-                "min": min(r["load_before"] for r in runs),
-                "max": max(r["load_after"] for r in runs),
-            },
+            "load_average": load_range({"demo": runs}),
             "runs": runs,
             "table": table,
         },

@@ -5,7 +5,7 @@ Fairness rules every benchmark follows (see docs/benchmarks.md):
 - both sides do the same work and pay their imports outside the timer;
 - the variants alternate ABBA over several rounds (:func:`run_alternating`),
   so warm caches and drifting load hit every variant alike;
-- each measurement keeps the 1-minute load average before and after it;
+- each measurement keeps the 1-minute load average before and after it, and its peak during it;
 - results are the median with min and max, and the raw numbers are kept.
 
 Full runs write ``docs/bench/<name>.json`` (committed; ``bench.tables``
@@ -22,6 +22,7 @@ import os
 import platform
 import resource
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -45,6 +46,30 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+class LoadWatch:
+    """The highest 1-minute load average seen while a measurement runs (sampled every few
+    seconds in a thread): before and after alone miss a neighbour that came and went."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.peak = load_average()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, load_average())
+
+    def __enter__(self) -> LoadWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, load_average())
+
+
 def peak_rss_mb(children: bool = False) -> float:
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return round(resource.getrusage(who).ru_maxrss / 1024, 1)
@@ -60,15 +85,16 @@ def run_alternating(variants: Mapping[str, Measure], rounds: int) -> dict[str, l
 
     A variant returns a mapping of its own measurements (accuracy, counts...);
     ``seconds`` (wall time of the call), ``round``, ``position`` and
-    ``load_before``/``load_after`` are added.
+    ``load_before``/``load_after``/``load_peak`` are added.
     """
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for round_index, order in enumerate(alternating_orders(list(variants), rounds)):
         for position, name in enumerate(order):
             before = load_average()
-            started = time.perf_counter()
-            measured = dict(variants[name]())
-            seconds = time.perf_counter() - started
+            with LoadWatch() as watch:
+                started = time.perf_counter()
+                measured = dict(variants[name]())
+                seconds = time.perf_counter() - started
             results[name].append(
                 {
                     "seconds": round(seconds, 3),
@@ -77,6 +103,7 @@ def run_alternating(variants: Mapping[str, Measure], rounds: int) -> dict[str, l
                     "position": position,
                     "load_before": before,
                     "load_after": load_average(),
+                    "load_peak": watch.peak,
                 }
             )
             print(f"[bench] round {round_index + 1}/{rounds} {name}: {seconds:.2f} s", flush=True)
@@ -104,8 +131,9 @@ def show(summary: Mapping[str, float], digits: int = 1, unit: str = "") -> str:
 
 
 def load_range(measurements: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, float]:
-    """Lowest and highest load average seen before or after any measurement."""
-    loads = [m[k] for runs in measurements.values() for m in runs for k in ("load_before", "load_after")]
+    """Lowest and highest load average seen before, during or after any measurement."""
+    keys = ("load_before", "load_after", "load_peak")
+    loads = [m[k] for runs in measurements.values() for m in runs for k in keys if k in m]
     return {"min": min(loads), "max": max(loads)}
 
 

@@ -27,7 +27,9 @@ def _time_to_accuracy(result: Mapping[str, Any]) -> str:
 
 
 def _demo(result: Mapping[str, Any]) -> str:
-    return "; ".join(f"{row['test accuracy']} in {row['wall']}" for row in result["table"])
+    runs = "; ".join(f"{row['test accuracy']} in {row['wall']}" for row in result["table"])
+    overrides = result.get("overrides") or []
+    return runs + (f" (demo.yaml with {', '.join(overrides)})" if overrides else "")
 
 
 # (measure, before issue 13, result file, how to read the new number from it)
@@ -93,9 +95,11 @@ def render(result: Mapping[str, Any], source: str) -> str:
     rounds = f", {count} alternating rounds" if count > 1 else ", one round" if count == 1 else ""
     spread = "; median (min–max)" if count > 1 else ""
     quick = " (--quick size: a smoke test, not a measurement)" if result.get("quick") else ""
+    overrides = result.get("overrides") or []
+    changed = f" Config overrides: `{' '.join(overrides)}`." if overrides else ""
     provenance = (
         f"_Generated from [{source}]({source}) — measured {result['date'][:10]} on "
-        f"{result['machine']['cpus']} CPUs{rounds}{load_text}{spread}{quick}._"
+        f"{result['machine']['cpus']} CPUs{rounds}{load_text}{spread}{quick}.{changed}_"
     )
     return f"{provenance}\n\n{markdown_table(result['table'])}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,16 @@ def test_the_closing_note_puts_old_and_new_numbers_side_by_side() -> None:
     assert "| cached re-run / first run (goal ≤ 0.1×) | 0.094× | 0.071× |" in rows
     missing = [row for row in rows if "not measured yet" in row]
     assert len(missing) == len(tables.BEFORE_AND_AFTER) - 2
+
+
+def test_the_load_peak_during_a_measurement_counts_in_the_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import common
+
+    seen = iter([0.5, 3.5, 0.6, 0.6, 0.6])  # a neighbour came and went while we measured
+    monkeypatch.setattr(common, "load_average", lambda: next(seen, 0.6))
+    with common.LoadWatch(interval=0.01) as watch:
+        time.sleep(0.1)
+    assert watch.peak == 3.5
+    runs = {"a": [{"load_before": 0.5, "load_after": 0.6, "load_peak": watch.peak}]}
+    assert common.load_range(runs) == {"min": 0.5, "max": 3.5}
+    assert common.load_range({"a": [{"load_before": 0.5, "load_after": 0.6}]}) == {"min": 0.5, "max": 0.6}
