@@ -63,6 +63,19 @@ class Settings:
             raise ConfigError(f"'{prefix or cls.__name__}' must be a JSON object, got {text!r}.")
         return cls.from_dict(values, prefix)
 
+    @classmethod
+    def of(cls: type[SettingsType], section: Any, **values: Any) -> SettingsType:
+        """An instance with its fields from ``section`` (a config section that extends this
+        class), or from ``values`` where given; validated."""
+        taken = {
+            field.name: getattr(section, field.name)
+            for field in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if field.name not in values
+        }
+        instance = cls(**taken, **values)
+        instance.validate()
+        return instance
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-able values (lists, not tuples)."""
         return dataclasses.asdict(

@@ -26,6 +26,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from visiontfx.components.edge_export.settings import EdgeTargets
 from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.components.trainer.settings import AugmentationConfig, ModelConfig, TrainingConfig
 from visiontfx.contracts.settings import ConfigError, Settings, key_path, require
@@ -220,27 +221,11 @@ class KubeflowResources(Settings):
 
 
 @dataclasses.dataclass(frozen=True)
-class EdgeConfig(Settings):
-    """TFLite float16 + int8 models beside every pushed version (the EdgeExport component)."""
+class EdgeConfig(EdgeTargets):
+    """TFLite float16 + int8 models beside every pushed version (the EdgeExport component,
+    whose EdgeTargets hold the other keys)."""
 
     enabled: bool = True
-    representative_images: int = 200  # training images that calibrate int8
-    parity_images: int = 0  # test images the parity is measured on (0: the whole split)
-    # Parity goals in accuracy points below the SavedModel; a model missing one is
-    # still pushed, with that TFLite file marked "not recommended".
-    float16_max_drop: float = 0.3
-    int8_max_drop: float = 1.5
-    latency_runs: int = 50  # single-image invokes timed per model
-
-    def validate(self, prefix: str = "") -> None:
-        key = functools.partial(key_path, prefix)
-        require(self.representative_images >= 1, f"'{key('representative_images')}' must be at least 1.")
-        require(self.parity_images >= 0, f"'{key('parity_images')}' must be >= 0 (0 = the whole split).")
-        require(
-            self.float16_max_drop >= 0 and self.int8_max_drop >= 0,
-            f"'{key('float16_max_drop')}' and '{key('int8_max_drop')}' are accuracy points and must be >= 0.",
-        )
-        require(self.latency_runs >= 1, f"'{key('latency_runs')}' must be at least 1.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from visiontfx.components.drift.gate import DriftGate
 from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
 from visiontfx.components.drift.validator import ColdStartDistributionValidator
 from visiontfx.components.edge_export.component import EdgeExport
+from visiontfx.components.edge_export.settings import EdgeSettings
 from visiontfx.components.evaluator.baseline_resolver import LatestBlessedOtherModelStrategy
 from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
@@ -145,17 +146,13 @@ def describe_source(config: Config, data_root: Any) -> str:
 
 
 def edge_custom_config(config: Config, class_names: Sequence[str] = ()) -> dict[str, Any]:
-    edge = config.edge
-    return {
-        "backbone": config.model.backbone,
-        "image_size": config.model.image_size,
-        "representative_images": edge.representative_images,
-        "parity_images": edge.parity_images,
-        "float16_max_drop": edge.float16_max_drop,
-        "int8_max_drop": edge.int8_max_drop,
-        "latency_runs": edge.latency_runs,
-        "class_names": list(class_names),
-    }
+    """EdgeExport's settings (the ``edge`` section, the backbone and its input size) as its custom_config."""
+    return EdgeSettings.of(
+        config.edge,
+        backbone=config.model.backbone,
+        image_size=config.model.image_size,
+        class_names=tuple(class_names),
+    ).to_dict()
 
 
 def make_bulk_inferrer(config: Config, model: Any, model_blessing: Any) -> tuple[Any, Any] | None:

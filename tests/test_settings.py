@@ -9,14 +9,16 @@ from typing import Any, get_args
 
 import pytest
 
+from visiontfx.components.edge_export.settings import EdgeSettings, EdgeTargets
 from visiontfx.components.image_example_gen import spans
 from visiontfx.components.image_example_gen.settings import IngestSettings, SplitConfig
 from visiontfx.components.trainer.settings import TrainerSettings, TrainingConfig
 from visiontfx.components.transform.settings import TransformSettings
 from visiontfx.contracts.backbones import BACKBONES, Backbone
 from visiontfx.contracts.settings import ConfigError
-from visiontfx.pipeline.config import DataConfig, from_dict
+from visiontfx.pipeline.config import DataConfig, EdgeConfig, from_dict
 from visiontfx.pipeline.dag import (
+    edge_custom_config,
     ingest_settings,
     trainer_custom_config,
     trainer_settings,
@@ -30,6 +32,7 @@ CONFIG = from_dict(
         "training": {"finetune_epochs": 5, "learning_rate": 3e-4, "lr_schedule": "cosine"},
         "augmentation": {"rotation": 0.2, "horizontal_flip": False},
         "serving": {"top_k": 2},
+        "edge": {"parity_images": 300, "int8_max_drop": 2.5},
     }
 )
 
@@ -72,8 +75,20 @@ def test_transform_settings_round_trip_through_the_custom_config_json() -> None:
     assert TransformSettings.from_custom_config(_through_json(settings.to_dict())) == settings
 
 
+def test_edge_settings_round_trip_through_the_custom_config_json() -> None:
+    custom_config = edge_custom_config(CONFIG, ["cat", "dog"])
+    settings = EdgeSettings.from_custom_config(_through_json(custom_config))
+    assert settings.parity_images == 300 and settings.max_drop("int8") == 2.5
+    assert settings.backbone == "small_cnn" and settings.size == 48 and settings.class_names == ("cat", "dog")
+    assert settings.to_dict() == custom_config
+    assert "enabled" not in custom_config  # the on/off switch is the DAG's, not the component's
+    with pytest.raises(ConfigError, match="'latency_runs' must be at least 1"):
+        EdgeSettings.from_custom_config({**custom_config, "latency_runs": 0})
+
+
 def test_defaults_live_once_in_the_component_settings() -> None:
     assert issubclass(DataConfig, IngestSettings)
+    assert issubclass(EdgeConfig, EdgeTargets)
     assert ingest_settings(from_dict({})) == IngestSettings()  # the data section's defaults are these
     defaults = trainer_settings(from_dict({}), "")
     assert defaults.training == TrainingConfig() and defaults.top_k == from_dict({}).serving.top_k

@@ -73,11 +73,6 @@ class IngestSettings(Settings):
         )
 
     @classmethod
-    def of(cls, section: IngestSettings) -> IngestSettings:
-        """Just the ingestion keys of ``section`` (a DataConfig, which extends this class)."""
-        return cls(**{field.name: getattr(section, field.name) for field in dataclasses.fields(cls)})
-
-    @classmethod
     def from_options(cls, options: str | None) -> IngestSettings:
         """From the component's ``options`` JSON; a wrong value fails naming its ``data.`` key."""
         return cls.from_json(options, SECTION)
