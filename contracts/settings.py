@@ -77,18 +77,23 @@ class Settings:
         return instance
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-able values (lists, not tuples)."""
-        return dataclasses.asdict(
-            self,  # type: ignore[call-overload]  (every subclass is a dataclass)
-            dict_factory=lambda items: {key: _plain(value) for key, value in items},
-        )
+        """Plain JSON/YAML-able values (lists, not tuples).
+
+        A section's own keys come before those it extends (``data.source`` first), so
+        ``visiontfx config`` reads top-down.
+        """
+        own = vars(type(self)).get("__annotations__", {})
+        fields = sorted(dataclasses.fields(self), key=lambda field: field.name not in own)  # type: ignore[arg-type]
+        return {field.name: _plain(getattr(self, field.name)) for field in fields}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
 def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    if isinstance(value, Settings):
+        return value.to_dict()
+    return [_plain(item) for item in value] if isinstance(value, tuple) else value
 
 
 def _fail_unknown(key: str, path: str, allowed: Sequence[str]) -> None:
