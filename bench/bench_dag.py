@@ -16,6 +16,7 @@ cached re-run ≤ 0.1× the first run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -65,20 +66,20 @@ def plain_keras(overrides: list[str]) -> dict[str, Any]:
     from visiontfx.components.image_example_gen.decoding import encode_array_as_png
     from visiontfx.components.trainer.augment import make_augmenter
     from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
+    from visiontfx.components.trainer.losses import make_loss
     from visiontfx.components.trainer.model import build_classifier, prior_logits
-    from visiontfx.components.trainer.run import TrainerSettings, configure_trainable, make_loss, plan_phases
+    from visiontfx.components.trainer.run import configure_trainable, plan_phases
     from visiontfx.components.trainer.schedule import phase_learning_rate
     from visiontfx.components.transform.preprocessing import images_from_bytes
     from visiontfx.pipeline.config import load_config
-    from visiontfx.pipeline.dag import example_gen_options, trainer_custom_config
+    from visiontfx.pipeline.dag import ingest_settings, trainer_settings
 
     skip_tf_keras_in_autograph()
     config = load_config(None, overrides)
-    settings = TrainerSettings.from_custom_config(trainer_custom_config(config, config.pipeline.root))
-    options = example_gen_options(config)
-    plan = sources.SplitPlan(**options["splits"], use_source_test=True, caps=options["caps"])
+    settings = trainer_settings(config, config.pipeline.root)
+    ingest = dataclasses.replace(ingest_settings(config), use_source_test_split=True)
     entries = sources.list_source(sources.SourceSpec(kind="fashion_mnist")).entries
-    planned = sources.plan_splits(entries, plan)
+    planned = sources.plan_splits(entries, ingest)
     size, backbone = settings.image_size, config.model.backbone
 
     def arrays(split: str) -> tuple[Any, Any]:
@@ -98,7 +99,7 @@ def plain_keras(overrides: list[str]) -> dict[str, Any]:
     tf_keras.utils.set_random_seed(settings.seed)
     (x_train, y_train), (x_eval, y_eval), (x_test, y_test) = (arrays(s) for s in ("train", "eval", "test"))
     augment = make_augmenter(settings.augmentation, settings.seed)
-    batch = int(settings.training["batch_size"])
+    batch = settings.training.batch_size
     train = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(2048, seed=settings.seed)
@@ -119,7 +120,7 @@ def plain_keras(overrides: list[str]) -> dict[str, Any]:
             settings.lr_schedule,
             phase.learning_rate,
             (phase.last_epoch - phase.first_epoch) * steps,
-            float(settings.training["lr_warmup_fraction"]),
+            settings.training.lr_warmup_fraction,
         )
         configure_trainable(features, phase)
         model.compile(tf_keras.optimizers.Adam(learning_rate), loss, ["accuracy"])

@@ -79,7 +79,7 @@ def run_executor(data_dir: Path, output: Path, beam_args: list[str]) -> dict[str
 
     from visiontfx.components.image_example_gen.executor import REPORT_FILE, Executor
     from visiontfx.pipeline.config import from_dict
-    from visiontfx.pipeline.dag import example_gen_options
+    from visiontfx.pipeline.dag import ingest_settings
 
     config = from_dict({"data": {"source": "folder", "path": str(data_dir), "num_shards": 4}})
     examples = standard_artifacts.Examples()
@@ -91,7 +91,7 @@ def run_executor(data_dir: Path, output: Path, beam_args: list[str]) -> dict[str
         {
             "source": "folder",
             "input_base": str(data_dir),
-            "options": json.dumps(example_gen_options(config)),
+            "options": ingest_settings(config).to_json(),
         },
     )
     return json.loads((output / REPORT_FILE).read_text())

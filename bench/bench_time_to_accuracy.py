@@ -48,9 +48,9 @@ import tf_keras
 
 from visiontfx.components.trainer import data, hardware
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
-from visiontfx.components.trainer.run import TrainerSettings, build_model, prepare, train_phases
+from visiontfx.components.trainer.run import build_model, prepare, train_phases
 from visiontfx.pipeline.config import DEMO_CONFIG, Config, load_config
-from visiontfx.pipeline.dag import trainer_custom_config
+from visiontfx.pipeline.dag import trainer_settings
 from visiontfx.tools.lr_find import run_until_transform
 
 TODAY = "today (demo before issue 13)"
@@ -139,7 +139,7 @@ class Inputs:
 def train_once(inputs: Inputs, overrides: Sequence[str], label: str) -> dict[str, Any]:
     config = inputs.config(overrides)
     fn_args, test_images, test_labels = inputs.for_config(config)
-    settings = TrainerSettings.from_custom_config(trainer_custom_config(config, str(inputs.work)))
+    settings = trainer_settings(config, str(inputs.work))
     epochs: list[dict[str, Any]] = []
     tf_keras.backend.clear_session()
     started, cpu_started = time.perf_counter(), time.process_time()

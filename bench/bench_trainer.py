@@ -49,22 +49,23 @@ from bench.common import (
 import tensorflow as tf
 import tf_keras
 
-from visiontfx.components.trainer import data, hardware, run
+from visiontfx.components.trainer import callbacks as trainer_callbacks
+from visiontfx.components.trainer import data, hardware
 from visiontfx.components.trainer.augment import make_augmenter
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
+from visiontfx.components.trainer.losses import make_loss
 from visiontfx.components.trainer.run import (
-    TrainerSettings,
     TrainingSetup,
     build_model,
     compile_model,
     configure_trainable,
-    make_loss,
     plan_phases,
     prepare,
     train_phases,
 )
+from visiontfx.components.trainer.settings import TrainerSettings
 from visiontfx.pipeline.config import Config, load_config
-from visiontfx.pipeline.dag import trainer_custom_config
+from visiontfx.pipeline.dag import trainer_settings
 from visiontfx.tools.lr_find import run_until_transform
 
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "tiny.yaml"
@@ -76,7 +77,7 @@ BACKUPS = {"count": 0, "seconds": 0.0}  # the Trainer's mid-epoch backups while 
 
 def count_backups() -> None:
     """Counts and times every backup the Trainer's BudgetedBackupAndRestore takes."""
-    original = run.BudgetedBackupAndRestore._backup
+    original = trainer_callbacks.BudgetedBackupAndRestore._backup
 
     def timed_backup(self: Any, *args: Any, **kwargs: Any) -> None:
         started = time.perf_counter()
@@ -84,7 +85,7 @@ def count_backups() -> None:
         BACKUPS["count"] += 1
         BACKUPS["seconds"] += time.perf_counter() - started
 
-    run.BudgetedBackupAndRestore._backup = timed_backup
+    trainer_callbacks.BudgetedBackupAndRestore._backup = timed_backup
 
 
 def make_config(work: Path, args: argparse.Namespace) -> Config:
@@ -143,9 +144,7 @@ class Bench:
         self.test_files = [data.split_pattern(examples, "test")]
 
     def settings(self, *overrides: str) -> TrainerSettings:
-        return TrainerSettings.from_custom_config(
-            trainer_custom_config(self.config.replace(list(overrides)), str(self.work))
-        )
+        return trainer_settings(self.config.replace(list(overrides)), str(self.work))
 
     def setup(self, *overrides: str) -> TrainingSetup:
         return prepare(self.fn_args, self.settings(*overrides))
@@ -193,10 +192,10 @@ class Bench:
         layers = tf_keras.Sequential(
             [
                 tf_keras.layers.RandomFlip("horizontal", seed=settings.seed),
-                tf_keras.layers.RandomRotation(options["rotation"], fill_mode="nearest", seed=settings.seed),
-                tf_keras.layers.RandomZoom(options["zoom"], fill_mode="nearest", seed=settings.seed),
+                tf_keras.layers.RandomRotation(options.rotation, fill_mode="nearest", seed=settings.seed),
+                tf_keras.layers.RandomZoom(options.zoom, fill_mode="nearest", seed=settings.seed),
                 tf_keras.layers.RandomTranslation(
-                    options["height_shift"], options["width_shift"], fill_mode="nearest", seed=settings.seed
+                    options.height_shift, options.width_shift, fill_mode="nearest", seed=settings.seed
                 ),
             ]
         )

@@ -7,6 +7,29 @@ backbone expects) and the Trainer (which builds it) read the same facts.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
+
+from visiontfx.contracts.settings import require
+
+# The config's ``model.backbone`` values: one per row of BACKBONES (a test keeps them equal).
+Backbone = Literal[
+    "efficientnet_lite0",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "efficientnet_b4",
+    "efficientnet_b5",
+    "efficientnet_b6",
+    "efficientnet_b7",
+    "efficientnetv2_b0",
+    "efficientnetv2_b1",
+    "efficientnetv2_b2",
+    "efficientnetv2_b3",
+    "efficientnetv2_s",
+    "small_cnn",
+]
+MIN_IMAGE_SIZE = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,3 +79,11 @@ def backbone_info(name: str) -> BackboneInfo:
 def resolve_image_size(backbone: str, image_size: int) -> int:
     """The configured size, or the backbone's own when 0."""
     return image_size or backbone_info(backbone).default_size
+
+
+def check_image_size(image_size: int, path: str) -> None:
+    """A configured input size: 0 (the backbone's own) or at least MIN_IMAGE_SIZE pixels."""
+    require(
+        image_size == 0 or image_size >= MIN_IMAGE_SIZE,
+        f"'{path}' must be 0 (backbone default) or at least {MIN_IMAGE_SIZE}.",
+    )

@@ -23,11 +23,15 @@ from visiontfx.components.drift.gate import DriftGate
 from visiontfx.components.drift.validator import NODE_ID as DRIFT_VALIDATOR_ID
 from visiontfx.components.drift.validator import ColdStartDistributionValidator
 from visiontfx.components.edge_export.component import EdgeExport
+from visiontfx.components.edge_export.settings import EdgeSettings
 from visiontfx.components.evaluator.baseline_resolver import LatestBlessedOtherModelStrategy
 from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
+from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.components.pusher.component import ServingPusher
 from visiontfx.components.serving.signatures import EXAMPLES_SIGNATURE
+from visiontfx.components.trainer.settings import TrainerSettings
+from visiontfx.components.transform.settings import TransformSettings
 from visiontfx.contracts.edge import EDGE_EXPORT_ID
 from visiontfx.contracts.ids import BASELINE_RESOLVER_ID, DRIFT_BASELINE_RESOLVER_ID
 from visiontfx.pipeline.config import Config
@@ -54,20 +58,9 @@ class RunLocations:
     shared_checkpoints: bool = True
 
 
-def example_gen_options(config: Config) -> dict[str, Any]:
-    data = config.data
-    return {
-        "splits": dataclasses.asdict(data.splits),
-        "use_source_test_split": data.use_source_test_split,
-        "caps": {"train": data.max_train_images, "eval": data.max_eval_images, "test": data.max_test_images},
-        "num_shards": data.num_shards,
-        "tfds_name": data.tfds_name,
-        "max_rejected_fraction": data.max_rejected_fraction,
-        "min_image_side": data.min_image_side,
-        "max_image_side": data.max_image_side,
-        "span_window": data.span_window,
-        "first_span": data.first_span,
-    }
+def ingest_settings(config: Config) -> IngestSettings:
+    """ImageExampleGen's settings: the ingestion keys of the ``data`` section."""
+    return IngestSettings.of(config.data)
 
 
 def make_example_gen(config: Config, data_root: Any, has_test_split: bool) -> Any:
@@ -78,23 +71,33 @@ def make_example_gen(config: Config, data_root: Any, has_test_split: bool) -> An
         return tfx.components.ImportExampleGen(
             input_base=data_root, input_config=tfx.proto.Input(splits=splits)
         )
-    return ImageExampleGen(
-        source=config.data.source, input_base=data_root, options=example_gen_options(config)
+    return ImageExampleGen(source=config.data.source, input_base=data_root, options=ingest_settings(config))
+
+
+def trainer_settings(config: Config, pipeline_root: str, class_names: Sequence[str] = ()) -> TrainerSettings:
+    """The Trainer's (and Tuner's) settings: the config's sections as they are, and where to back up."""
+    return TrainerSettings(
+        model=config.model,
+        training=config.training,
+        augmentation=config.augmentation,
+        top_k=config.serving.top_k,
+        # "" (no pipeline root given): the Trainer keeps its backups in its model_run output.
+        checkpoint_root=os.path.join(pipeline_root, "_trainer_checkpoints") if pipeline_root else "",
+        class_names=tuple(class_names),
     )
 
 
 def trainer_custom_config(
     config: Config, pipeline_root: str, class_names: Sequence[str] = ()
 ) -> dict[str, Any]:
-    return {
-        "model": dataclasses.asdict(config.model),
-        "training": dataclasses.asdict(config.training),
-        "augmentation": dataclasses.asdict(config.augmentation),
-        "top_k": config.serving.top_k,
-        # "" (no pipeline root given): the Trainer keeps its backups in its model_run output.
-        "checkpoint_root": os.path.join(pipeline_root, "_trainer_checkpoints") if pipeline_root else "",
-        "class_names": list(class_names),
-    }
+    """:func:`trainer_settings` as the JSON-able custom_config TFX stores (on Kubeflow: the
+    runtime parameter ``trainer_custom_config``)."""
+    return trainer_settings(config, pipeline_root, class_names).as_custom_config()
+
+
+def transform_settings(config: Config) -> TransformSettings:
+    """Transform's settings: the backbone (its pixel scaling) and the input size."""
+    return TransformSettings(backbone=config.model.backbone, image_size=config.model.image_size)
 
 
 def describe_source(config: Config, data_root: Any) -> str:
@@ -104,17 +107,13 @@ def describe_source(config: Config, data_root: Any) -> str:
 
 
 def edge_custom_config(config: Config, class_names: Sequence[str] = ()) -> dict[str, Any]:
-    edge = config.edge
-    return {
-        "backbone": config.model.backbone,
-        "image_size": config.model.image_size,
-        "representative_images": edge.representative_images,
-        "parity_images": edge.parity_images,
-        "float16_max_drop": edge.float16_max_drop,
-        "int8_max_drop": edge.int8_max_drop,
-        "latency_runs": edge.latency_runs,
-        "class_names": list(class_names),
-    }
+    """EdgeExport's settings (the ``edge`` section, the backbone and its input size) as its custom_config."""
+    return EdgeSettings.of(
+        config.edge,
+        backbone=config.model.backbone,
+        image_size=config.model.image_size,
+        class_names=tuple(class_names),
+    ).to_dict()
 
 
 def make_bulk_inferrer(config: Config, model: Any, model_blessing: Any) -> tuple[Any, Any] | None:
@@ -248,7 +247,7 @@ def create_pipeline(
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,  # the Trainer applies the graph per batch: no copy of decoded images
         disable_statistics=True,
-        custom_config={"backbone": config.model.backbone, "image_size": config.model.image_size},
+        custom_config=transform_settings(config).to_dict(),
     )
 
     checkpoint_parent = locations.pipeline_root if locations.shared_checkpoints else ""

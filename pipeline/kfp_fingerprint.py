@@ -121,10 +121,11 @@ def input_fingerprint(values: Mapping[str, Any]) -> str:
     """The fingerprint the ExampleGen's driver would record, from the task's parameter values."""
     kind = values.get(KIND_PARAMETER)
     if kind == "ImageExampleGen":
+        from visiontfx.components.image_example_gen.settings import IngestSettings
         from visiontfx.components.image_example_gen.spans import resolve_input
 
-        options = json.loads(values.get("options") or "{}")
-        return resolve_input(values["source"], values.get("input_base") or "", options).fingerprint
+        settings = IngestSettings.from_options(values.get("options"))
+        return resolve_input(values["source"], values.get("input_base") or "", settings).fingerprint
     if kind == "ImportExampleGen":
         from google.protobuf import json_format
         from tfx.components.example_gen import utils as example_gen_utils

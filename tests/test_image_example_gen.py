@@ -22,8 +22,9 @@ from visiontfx.components.image_example_gen.executor import (
     failed_report_path,
     summarize,
 )
+from visiontfx.components.image_example_gen.settings import IngestSettings, SplitConfig
 from visiontfx.pipeline.config import from_dict
-from visiontfx.pipeline.dag import example_gen_options
+from visiontfx.pipeline.dag import ingest_settings
 
 
 def _entries(count: int, source_split: str = "") -> list[sources.Entry]:
@@ -33,7 +34,7 @@ def _entries(count: int, source_split: str = "") -> list[sources.Entry]:
 
 
 def test_split_assignment_is_deterministic_and_follows_ratios() -> None:
-    plan = sources.SplitPlan(train=0.7, eval=0.2, test=0.1, use_source_test=False)
+    plan = IngestSettings(splits=SplitConfig(train=0.7, eval=0.2, test=0.1), use_source_test_split=False)
     entries = _entries(5000)
     first = [sources.assign_split(e, plan) for e in entries]
     assert first == [sources.assign_split(e, plan) for e in entries]
@@ -47,7 +48,7 @@ def test_split_assignment_is_deterministic_and_follows_ratios() -> None:
 
 
 def test_source_test_split_is_kept_and_the_rest_shared_train_eval() -> None:
-    plan = sources.SplitPlan(train=0.8, eval=0.1, test=0.1, use_source_test=True)
+    plan = IngestSettings(splits=SplitConfig(train=0.8, eval=0.1, test=0.1), use_source_test_split=True)
     test_entries = _entries(100, "test")
     train_entries = [sources.Entry(key=f"train/{i}", label=0, source_split="train") for i in range(2000)]
     assert {sources.assign_split(e, plan) for e in test_entries} == {"test"}
@@ -57,7 +58,9 @@ def test_source_test_split_is_kept_and_the_rest_shared_train_eval() -> None:
 
 
 def test_caps_are_deterministic_samples() -> None:
-    plan = sources.SplitPlan(train=0.5, eval=0.5, test=0.0, use_source_test=False, caps={"train": 50})
+    plan = IngestSettings(
+        splits=SplitConfig(train=0.5, eval=0.5, test=0.0), use_source_test_split=False, max_train_images=50
+    )
     first = sources.plan_splits(_entries(1000), plan)
     second = sources.plan_splits(list(reversed(_entries(1000))), plan)
     assert len(first["train"]) == 50
@@ -112,7 +115,7 @@ def _run_executor(tmp_path: Path, data_dir: Path, **overrides: Any) -> tuple[Any
             {
                 "source": "folder",
                 "input_base": str(data_dir),
-                "options": json.dumps(example_gen_options(config)),
+                "options": ingest_settings(config).to_json(),
             },
         )
     finally:

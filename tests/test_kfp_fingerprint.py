@@ -13,6 +13,7 @@ import pytest
 from image_factory import awkward_images, write_folder
 
 from visiontfx.components.image_example_gen import spans
+from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.pipeline import kfp_fingerprint
 
 JPEG = awkward_images()["plain.jpg"]
@@ -39,7 +40,7 @@ def test_image_folder_fingerprint_is_the_drivers(tmp_path: Path) -> None:
     pattern, options = f"{data}/span-{{SPAN}}", json.dumps({"span_window": 1})
     values = {"example_gen": "ImageExampleGen", "source": "folder", "input_base": pattern, "options": options}
     written = run_task(tmp_path, **values)
-    assert written == spans.resolve_input("folder", pattern, {"span_window": 1}).fingerprint
+    assert written == spans.resolve_input("folder", pattern, IngestSettings(span_window=1)).fingerprint
     assert written.startswith("spans:2,") and "num_files:3," in written  # the newest span only
     write_folder(data / "span-2", {"dog": {"6.jpg": JPEG}})
     assert run_task(tmp_path, **values) != written
@@ -82,7 +83,7 @@ def test_the_executor_ingests_what_is_there_when_the_data_changed_meanwhile(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = write_folder(tmp_path / "data", {"cat": {"1.jpg": JPEG}})
-    handed_over = spans.resolve_input("folder", str(data), {}).fingerprint  # the task's output
+    handed_over = spans.resolve_input("folder", str(data), IngestSettings()).fingerprint  # the task's output
     write_folder(data, {"cat": {"2.jpg": JPEG}})  # an upload lands between the two tasks
     exec_properties = {
         "source": "folder",

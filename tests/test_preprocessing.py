@@ -55,7 +55,7 @@ def test_grayscale_becomes_three_equal_channels() -> None:
 
 def test_serving_inputs_without_label() -> None:
     out = preprocessing_fn(
-        {"image/encoded": tf.constant([[SAMPLES["plain.jpg"]]])}, {"backbone": "small_cnn", "image_size": 8}
+        {"image/encoded": tf.constant([[SAMPLES["plain.jpg"]]])}, {"backbone": "small_cnn", "image_size": 16}
     )
     assert set(out) == {"image"}
 

@@ -264,6 +264,7 @@ def test_augmentation_preview_is_the_first_training_batch(report_run: dict[str, 
 
     from visiontfx.components.trainer.augment import make_augmenter
     from visiontfx.components.trainer.data import make_dataset
+    from visiontfx.components.trainer.settings import AugmentationConfig
     from visiontfx.components.transform.preprocessing import unscale_pixels
     from visiontfx.contracts.features import IMAGE_KEY, LABEL_KEY
     from visiontfx.tools.report.collect import AUGMENTED_COPIES, augmentation_preview
@@ -302,7 +303,7 @@ def test_augmentation_preview_is_the_first_training_batch(report_run: dict[str, 
         AUGMENTED_COPIES,
         training=True,
         seed=11,
-        augment=make_augmenter(settings["augmentation"], 11),
+        augment=make_augmenter(AugmentationConfig.from_dict(settings["augmentation"]), 11),
     )
     batch, _ = next(iter(dataset))
     expected = np.clip(np.round(unscale_pixels(batch.numpy(), "small_cnn")), 0, 255).astype(np.uint8)

@@ -9,6 +9,7 @@ import pytest
 from image_factory import awkward_images, write_folder
 
 from visiontfx.components.image_example_gen import sources, spans
+from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.contracts.failures import DataError
 
 JPEG = awkward_images()["plain.jpg"]
@@ -24,7 +25,7 @@ def test_newest_span_at_its_newest_version(tmp_path: Path) -> None:
     for name in ("span-1/ver-1", "span-2/ver-1", "span-2/ver-3", "span-10/ver-2"):
         _span(tmp_path, name, {"a": 1})
     (tmp_path / "span-11").mkdir()  # no version folder: not a match
-    resolved = spans.resolve_input("folder", f"{tmp_path}/span-{{SPAN}}/ver-{{VERSION}}", {})
+    resolved = spans.resolve_input("folder", f"{tmp_path}/span-{{SPAN}}/ver-{{VERSION}}", IngestSettings())
     assert resolved.spans == (10,) and resolved.version == 2
     assert resolved.paths == (f"{tmp_path}/span-10/ver-2",)
     found = spans.available_spans(f"{tmp_path}/span-{{SPAN}}/ver-{{VERSION}}")
@@ -35,49 +36,50 @@ def test_rolling_window_and_first_span(tmp_path: Path) -> None:
     for span in (1, 2, 3, 4):
         _span(tmp_path, f"day-{span:02d}", {"a": span})
     pattern = f"{tmp_path}/day-{{SPAN:2}}"
-    window = spans.resolve_input("folder", pattern, {"span_window": 2})
+    window = spans.resolve_input("folder", pattern, IngestSettings(span_window=2))
     assert window.spans == (3, 4) and window.num_files == 3 + 4
-    assert spans.resolve_input("folder", pattern, {"span_window": 9, "first_span": 2}).spans == (2, 3, 4)
+    widest = spans.resolve_input("folder", pattern, IngestSettings(span_window=9, first_span=2))
+    assert widest.spans == (2, 3, 4)
     assert spans.select_spans([1, 5, 3], spans.range_config(1)) == [5]
     with pytest.raises(DataError, match="first_span=7"):
-        spans.resolve_input("folder", pattern, {"first_span": 7})
+        spans.resolve_input("folder", pattern, IngestSettings(first_span=7))
 
 
 def test_a_pattern_matching_nothing_says_what_to_create(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="matches no folder"):
-        spans.resolve_input("folder", f"{tmp_path}/span-{{SPAN}}", {})
+        spans.resolve_input("folder", f"{tmp_path}/span-{{SPAN}}", IngestSettings())
     with pytest.raises(DataError, match="VERSION"):
-        spans.resolve_input("folder", f"{tmp_path}/v-{{VERSION}}", {})
+        spans.resolve_input("folder", f"{tmp_path}/v-{{VERSION}}", IngestSettings())
 
 
 def test_fingerprint_changes_exactly_when_files_change(tmp_path: Path) -> None:
     data = _span(tmp_path, "photos", {"a": 3, "b": 2})
-    first = spans.resolve_input("folder", str(data), {})
+    first = spans.resolve_input("folder", str(data), IngestSettings())
     assert first.spans == (0,) and first.num_files == 5
-    assert spans.resolve_input("folder", str(data), {}).fingerprint == first.fingerprint
+    assert spans.resolve_input("folder", str(data), IngestSettings()).fingerprint == first.fingerprint
     (data / "a" / ".hidden.jpg").write_bytes(JPEG)  # hidden files are never ingested
-    assert spans.resolve_input("folder", str(data), {}).fingerprint == first.fingerprint
+    assert spans.resolve_input("folder", str(data), IngestSettings()).fingerprint == first.fingerprint
 
     (data / "b" / "new.jpg").write_bytes(JPEG)
-    added = spans.resolve_input("folder", str(data), {})
+    added = spans.resolve_input("folder", str(data), IngestSettings())
     assert added.fingerprint != first.fingerprint
     assert spans.describe_change(first.fingerprint, added.fingerprint) == "1 file(s) added (5 → 6)"
 
     stat = (data / "a" / "0.jpg").stat()
     os.utime(data / "a" / "0.jpg", (stat.st_atime, stat.st_mtime + 10))
-    touched = spans.resolve_input("folder", str(data), {})
+    touched = spans.resolve_input("folder", str(data), IngestSettings())
     assert touched.fingerprint != added.fingerprint
     assert "modified" in spans.describe_change(added.fingerprint, touched.fingerprint)
 
     (data / "a" / "0.jpg").rename(data / "a" / "renamed.jpg")
-    assert spans.resolve_input("folder", str(data), {}).fingerprint != touched.fingerprint
+    assert spans.resolve_input("folder", str(data), IngestSettings()).fingerprint != touched.fingerprint
 
 
 def test_span_change_is_described(tmp_path: Path) -> None:
     _span(tmp_path, "s1", {"a": 1})
-    first = spans.resolve_input("folder", f"{tmp_path}/s{{SPAN}}", {})
+    first = spans.resolve_input("folder", f"{tmp_path}/s{{SPAN}}", IngestSettings())
     _span(tmp_path, "s2", {"a": 1})
-    second = spans.resolve_input("folder", f"{tmp_path}/s{{SPAN}}", {})
+    second = spans.resolve_input("folder", f"{tmp_path}/s{{SPAN}}", IngestSettings())
     assert spans.describe_change(first.fingerprint, second.fingerprint) == "span(s) 2 (previously 1)"
     assert spans.describe_change("", second.fingerprint) == "first ingestion"
 
@@ -85,12 +87,15 @@ def test_span_change_is_described(tmp_path: Path) -> None:
 def test_idx_files_are_the_fashion_mnist_identity(tmp_path: Path) -> None:
     for name in sources.FASHION_MNIST_FILE_NAMES:
         (tmp_path / name).write_bytes(b"x")
-    first = spans.resolve_input("fashion_mnist", str(tmp_path), {})
+    def resolve() -> spans.ResolvedInput:
+        return spans.resolve_input("fashion_mnist", str(tmp_path), IngestSettings())
+
+    first = resolve()
     assert first.num_files == 4
     (tmp_path / "unrelated.txt").write_text("not part of the dataset")
-    assert spans.resolve_input("fashion_mnist", str(tmp_path), {}).fingerprint == first.fingerprint
+    assert resolve().fingerprint == first.fingerprint
     (tmp_path / sources.FASHION_MNIST_FILE_NAMES[0]).write_bytes(b"xy")
-    assert spans.resolve_input("fashion_mnist", str(tmp_path), {}).fingerprint != first.fingerprint
+    assert resolve().fingerprint != first.fingerprint
 
 
 def test_executor_resolves_when_no_driver_ran(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts
 from visiontfx.components.image_example_gen import sources
 from visiontfx.components.image_example_gen.executor import REPORT_FILE, Executor
 from visiontfx.pipeline.config import from_dict
-from visiontfx.pipeline.dag import example_gen_options
+from visiontfx.pipeline.dag import ingest_settings
 
 
 class TinyShapes(tfds.core.GeneratorBasedBuilder):
@@ -72,7 +72,7 @@ def test_executor_reads_tfds_images(tmp_path: Path, data_dir: Path) -> None:
         {
             "source": "tfds",
             "input_base": str(data_dir),
-            "options": json.dumps(example_gen_options(config)),
+            "options": ingest_settings(config).to_json(),
         },
     )
     report = json.loads((Path(examples.uri) / REPORT_FILE).read_text())

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from tf_keras.src.layers.preprocessing import image_preprocessing as keras_image
 
 from visiontfx.components.trainer.augment import make_augmenter, transform_matrices
+from visiontfx.components.trainer.settings import AugmentationConfig
 
-ALL_ON = {
-    "enabled": True,
-    "horizontal_flip": True,
-    "rotation": 0.05,
-    "zoom": 0.1,
-    "height_shift": 0.1,
-    "width_shift": 0.1,
-}
+ALL_ON = AugmentationConfig(
+    enabled=True, horizontal_flip=True, rotation=0.05, zoom=0.1, height_shift=0.1, width_shift=0.1
+)
+NOTHING = AugmentationConfig(
+    enabled=True, horizontal_flip=False, rotation=0.0, zoom=0.0, height_shift=0.0, width_shift=0.0
+)
 
 
 def _square(flat: tf.Tensor) -> np.ndarray:
@@ -68,7 +69,7 @@ def test_a_parallel_map_gives_the_same_batches_every_time() -> None:
 
 
 def test_flip_only_mirrors_some_images_and_keeps_the_others() -> None:
-    augment = make_augmenter({"enabled": True, "horizontal_flip": True}, seed=0)
+    augment = make_augmenter(dataclasses.replace(NOTHING, horizontal_flip=True), seed=0)
     images = tf.random.stateless_uniform([32, 8, 8, 3], seed=[0, 1])
     out = augment(images, tf.constant(0, tf.int64)).numpy()
     same = [np.array_equal(o, i) for o, i in zip(out, images.numpy(), strict=True)]
@@ -85,7 +86,7 @@ def test_shifts_stay_within_their_fraction(axis: str) -> None:
         line[:, size // 2] = 1.0  # a vertical line moves sideways
     else:
         line[size // 2, :] = 1.0
-    augment = make_augmenter({"enabled": True, axis: fraction}, seed=2)
+    augment = make_augmenter(dataclasses.replace(NOTHING, **{axis: fraction}), seed=2)
     out = augment(tf.constant(np.repeat(line[None], 64, axis=0)), tf.constant(0, tf.int64)).numpy()
     profile = out[:, 5, :, 0] if axis == "width_shift" else out[:, :, 5, 0]  # across the line
     positions = (profile * np.arange(size)).sum(axis=1) / profile.sum(axis=1)
@@ -95,5 +96,5 @@ def test_shifts_stay_within_their_fraction(axis: str) -> None:
 
 
 def test_nothing_to_do_means_no_augmentation() -> None:
-    assert make_augmenter({"enabled": False, "horizontal_flip": True}, 0) is None
-    assert make_augmenter({"enabled": True, "rotation": 0.0, "zoom": 0.0}, 0) is None
+    assert make_augmenter(dataclasses.replace(ALL_ON, enabled=False), 0) is None
+    assert make_augmenter(NOTHING, 0) is None

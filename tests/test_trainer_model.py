@@ -13,8 +13,8 @@ import tensorflow as tf
 import tf_keras
 from trainer_fixtures import synthetic_images
 
+from visiontfx.components.trainer import losses, run
 from visiontfx.components.trainer import model as model_lib
-from visiontfx.components.trainer import run
 from visiontfx.components.trainer.model import (
     WeightsUnavailableError,
     build_backbone,
@@ -23,14 +23,15 @@ from visiontfx.components.trainer.model import (
     unfreeze_top,
 )
 from visiontfx.components.trainer.sanity import overfit_batch
+from visiontfx.components.trainer.settings import TrainerSettings, TrainingConfig
 from visiontfx.pipeline.config import from_dict
 from visiontfx.pipeline.dag import trainer_custom_config
 
 OFFLINE_OPTIONS = ("model.weights=none", "model.weights=/path/to/weights.h5", "efficientnet_lite0")
 
 
-def _settings(**sections: dict) -> run.TrainerSettings:
-    return run.TrainerSettings.from_custom_config(trainer_custom_config(from_dict(sections), "/tmp/unused"))
+def _settings(**sections: dict) -> TrainerSettings:
+    return TrainerSettings.from_custom_config(trainer_custom_config(from_dict(sections), "/tmp/unused"))
 
 
 # --------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def test_phase_plans() -> None:
 
 
 def test_class_weights_are_inverse_frequency_with_mean_one() -> None:
-    weights = run.class_weights([300, 100, 0])
+    weights = losses.class_weights([300, 100, 0])
     assert weights[0] == pytest.approx(400 / (2 * 300)) and weights[1] == pytest.approx(400 / (2 * 100))
     assert weights[2] == 0.0
     assert (weights[0] * 300 + weights[1] * 100) / 400 == pytest.approx(1.0)  # same total loss scale
@@ -215,7 +216,7 @@ def test_class_weights_raise_minority_recall() -> None:
         predicted = np.argmax(classifier(features), axis=1)
         return float((predicted[labels == 1] == 1).mean())
 
-    plain, weighted = minority_recall(None), minority_recall(run.class_weights(np.bincount(labels)))
+    plain, weighted = minority_recall(None), minority_recall(losses.class_weights(np.bincount(labels)))
     assert weighted > plain + 0.3, (plain, weighted)
 
 
@@ -224,18 +225,18 @@ def test_focal_loss_values() -> None:
     probabilities = tf.constant([[0.9, 0.1], [0.6, 0.4]])  # one easy, one hard example
     cross_entropy = -np.log([0.9, 0.4])
     np.testing.assert_allclose(
-        run.SparseFocalLoss(2, 0.0).call(labels, probabilities), cross_entropy, rtol=1e-5
+        losses.SparseFocalLoss(2, 0.0).call(labels, probabilities), cross_entropy, rtol=1e-5
     )
-    focal = run.SparseFocalLoss(2, 2.0).call(labels, probabilities).numpy()
+    focal = losses.SparseFocalLoss(2, 2.0).call(labels, probabilities).numpy()
     np.testing.assert_allclose(focal, cross_entropy * np.array([0.1, 0.6]) ** 2, rtol=1e-5)
     assert focal[0] / cross_entropy[0] < focal[1] / cross_entropy[1]  # the easy one is down-weighted more
-    smoothed = run.SparseFocalLoss(2, 0.0, label_smoothing=0.2).call(labels[:1], probabilities[:1]).numpy()
+    smoothed = losses.SparseFocalLoss(2, 0.0, label_smoothing=0.2).call(labels[:1], probabilities[:1]).numpy()
     np.testing.assert_allclose(smoothed, -(0.9 * np.log(0.9) + 0.1 * np.log(0.1)), rtol=1e-5)
     assert isinstance(
-        run.make_loss(2, {"focal_loss_gamma": 2.0, "label_smoothing": 0.0}), run.SparseFocalLoss
+        losses.make_loss(2, TrainingConfig(focal_loss_gamma=2.0, label_smoothing=0.0)), losses.SparseFocalLoss
     )
     assert isinstance(
-        run.make_loss(2, {"focal_loss_gamma": 0.0, "label_smoothing": 0.0}),
+        losses.make_loss(2, TrainingConfig(focal_loss_gamma=0.0, label_smoothing=0.0)),
         tf_keras.losses.SparseCategoricalCrossentropy,
     )
 
@@ -247,16 +248,16 @@ def test_focal_loss_values() -> None:
 def test_tuned_hyperparameters_override_the_config() -> None:
     custom_config = trainer_custom_config(from_dict({}), "/tmp/unused")
     tuner_output = {"space": [], "values": {"learning_rate": 3e-4, "dropout": 0.4, "unfreeze_layers": 80}}
-    settings = run.TrainerSettings.from_custom_config(custom_config, tuner_output)
+    settings = TrainerSettings.from_custom_config(custom_config, tuner_output)
     assert settings.learning_rate == 3e-4 and settings.finetune_learning_rate == pytest.approx(3e-5)
-    assert settings.model["dropout"] == 0.4 and settings.training["unfreeze_layers"] == 80
+    assert settings.model.dropout == 0.4 and settings.training.unfreeze_layers == 80
     assert custom_config["model"]["dropout"] == 0.2  # the config itself is untouched
     with pytest.raises(ValueError, match="Unknown hyperparameters"):
-        run.TrainerSettings.from_custom_config(custom_config, {"values": {"momentum": 0.9}})
+        TrainerSettings.from_custom_config(custom_config, {"values": {"momentum": 0.9}})
 
 
 def test_baselines() -> None:
-    assert run.baselines([50, 30, 20]) == {
+    assert losses.baselines([50, 30, 20]) == {
         "random_guess_accuracy": pytest.approx(1 / 3),
         "majority_class_accuracy": 0.5,
     }

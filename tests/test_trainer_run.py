@@ -24,7 +24,8 @@ from trainer_fixtures import (
 
 from visiontfx.components.serving.signatures import WARMUP_IMAGES_DIR
 from visiontfx.components.trainer import data
-from visiontfx.components.trainer.run import baselines, run_fn
+from visiontfx.components.trainer.losses import baselines
+from visiontfx.components.trainer.run import run_fn
 from visiontfx.components.trainer.sanity import SanityCheckError
 from visiontfx.contracts.artifacts import BASELINES_FILE
 
@@ -163,7 +164,8 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(
 def test_deterministic_flag_turns_on_op_determinism(trainer_inputs: TrainerInputs, tmp_path: Path) -> None:
     from tensorflow.python.framework import config as tf_config
 
-    from visiontfx.components.trainer.run import TrainerSettings, prepare
+    from visiontfx.components.trainer.run import prepare
+    from visiontfx.components.trainer.settings import TrainerSettings
 
     fn_args = make_fn_args(trainer_inputs, tmp_path, "training.deterministic=true")
     assert not tf_config.is_op_determinism_enabled()

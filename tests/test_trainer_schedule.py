@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 import tf_keras
 
-from visiontfx.components.trainer import run
+from visiontfx.components.trainer import callbacks, run
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
 from visiontfx.components.trainer.schedule import PhaseSchedule, phase_learning_rate
+from visiontfx.components.trainer.settings import TrainerSettings
 from visiontfx.pipeline.config import ConfigError, from_dict
 from visiontfx.pipeline.dag import trainer_custom_config
 
 skip_tf_keras_in_autograph()  # else AutoGraph converts tf_keras itself: a first fit takes minutes
 
 
-def _settings(**training: object) -> run.TrainerSettings:
+def _settings(**training: object) -> TrainerSettings:
     config = from_dict({"model": {"weights": "imagenet"}, "training": training})
-    return run.TrainerSettings.from_custom_config(trainer_custom_config(config, "/tmp/unused"))
+    return TrainerSettings.from_custom_config(trainer_custom_config(config, "/tmp/unused"))
 
 
 def test_cosine_decays_from_the_peak_to_zero_over_the_phase() -> None:
@@ -57,8 +58,9 @@ def test_plateau_keeps_a_constant_rate_and_bad_settings_fail() -> None:
 
 
 def test_reduce_on_plateau_only_without_a_schedule() -> None:
-    def kinds(settings: run.TrainerSettings) -> set[str]:
-        return {type(c).__name__ for c in run.make_callbacks(settings, "finetune", "/tmp/unused", None, 10)}
+    def kinds(settings: TrainerSettings) -> set[str]:
+        made = callbacks.make_callbacks(settings, "finetune", "/tmp/unused", None, 10)
+        return {type(c).__name__ for c in made}
 
     assert "ReduceLROnPlateau" in kinds(_settings())
     assert "ReduceLROnPlateau" not in kinds(_settings(lr_schedule="cosine"))
@@ -72,7 +74,7 @@ def test_fit_follows_the_phase_schedule() -> None:
     run.compile_model(model, schedule, "sparse_categorical_crossentropy", "float32")
     x, y = np.random.rand(40, 4).astype("float32"), np.random.randint(0, 2, 40)
     history = model.fit(
-        x, y, batch_size=8, epochs=3, steps_per_epoch=5, verbose=0, callbacks=[run.LearningRateLogger()]
+        x, y, batch_size=8, epochs=3, steps_per_epoch=5, verbose=0, callbacks=[callbacks.LearningRateLogger()]
     )
     # The logger reads the rate the last step of each epoch used (steps 4, 9, 14 of 15).
     expected = [float(schedule(step)) for step in (4, 9, 14)]

@@ -234,14 +234,9 @@ def find_learning_rate(
     """The range test on a run's data with the model of the Trainer's first phase."""
     from visiontfx.components.trainer import data, hardware
     from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
-    from visiontfx.components.trainer.run import (
-        TrainerSettings,
-        build_model,
-        configure_trainable,
-        make_loss,
-        plan_phases,
-        prepare,
-    )
+    from visiontfx.components.trainer.losses import make_loss
+    from visiontfx.components.trainer.run import build_model, configure_trainable, plan_phases, prepare
+    from visiontfx.components.trainer.settings import TrainerSettings
     from visiontfx.pipeline.dag import trainer_custom_config
     from visiontfx.pipeline.dag_inputs import tfrecord_class_names
     from visiontfx.pipeline.local_runner import local_locations
@@ -278,7 +273,7 @@ def find_learning_rate(
     context = {
         "phase": phase.name,
         "configured_rate": phase.learning_rate,
-        "backbone": settings.model["backbone"],
+        "backbone": settings.model.backbone,
         "image_size": settings.image_size,
         "global_batch": setup.global_batch,
         "examples": examples,

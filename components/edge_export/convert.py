@@ -14,57 +14,17 @@ decode-and-resize, so it runs on integer-only accelerators (Edge TPU, NPUs).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
+from visiontfx.components.edge_export.settings import EdgeSettings
 from visiontfx.contracts import edge
-from visiontfx.contracts.backbones import backbone_info, resolve_image_size
+from visiontfx.contracts.backbones import backbone_info
 
 PIXELS_INPUT = "pixels"
 OUTPUT = "probabilities"
-
-
-@dataclasses.dataclass(frozen=True)
-class EdgeSettings:
-    """The EdgeExport component's custom_config (filled from the ``edge`` config section)."""
-
-    backbone: str
-    image_size: int = 0  # 0: the backbone's default
-    representative_images: int = 200  # training images that calibrate int8
-    parity_images: int = 0  # test images the parity is measured on (0: the whole split)
-    float16_max_drop: float = 0.3  # accuracy points below the SavedModel still recommended
-    int8_max_drop: float = 1.5
-    latency_runs: int = 50
-    class_names: tuple[str, ...] = ()  # empty: the Trainer's training_history.json
-
-    def __post_init__(self) -> None:
-        backbone_info(self.backbone)  # raises on an unknown backbone
-        if self.representative_images < 1:
-            raise ValueError(f"representative_images must be >= 1, got {self.representative_images}")
-        if self.parity_images < 0 or self.latency_runs < 1:
-            raise ValueError("parity_images must be >= 0 and latency_runs >= 1")
-
-    @classmethod
-    def from_custom_config(cls, values: Mapping[str, Any] | None) -> EdgeSettings:
-        values = dict(values or {})
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(
-                f"Unknown EdgeExport custom_config keys {sorted(unknown)}; known: {sorted(known)}"
-            )
-        values["class_names"] = tuple(values.get("class_names") or ())
-        return cls(**values)
-
-    @property
-    def size(self) -> int:
-        return resolve_image_size(self.backbone, self.image_size)
-
-    def max_drop(self, variant: str) -> float:
-        return {edge.FLOAT16: self.float16_max_drop, edge.INT8: self.int8_max_drop}[variant]
 
 
 def pixel_function(saved_model_dir: str, backbone: str, image_size: int) -> tuple[Any, Any]:

@@ -17,7 +17,7 @@ from tfx.types import artifact_utils
 from tfx.utils import json_utils, path_utils
 
 from visiontfx.components.edge_export import convert, parity
-from visiontfx.components.edge_export.convert import EdgeSettings
+from visiontfx.components.edge_export.settings import EdgeSettings
 from visiontfx.contracts import edge
 
 MODEL_KEY = "model"

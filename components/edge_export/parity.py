@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from visiontfx.components.edge_export.convert import EdgeSettings
+from visiontfx.components.edge_export.settings import EdgeSettings
 from visiontfx.components.edge_export.tflite_model import TFLiteClassifier
 from visiontfx.components.transform.preprocessing import decode_and_resize
 from visiontfx.contracts import edge

@@ -6,8 +6,7 @@ this is a custom component in the TFX style: spec, Beam executor, component.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping
+from typing import Any
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -16,6 +15,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from visiontfx.components.image_example_gen.driver import Driver
 from visiontfx.components.image_example_gen.executor import EXAMPLES_KEY, Executor
+from visiontfx.components.image_example_gen.settings import IngestSettings
 
 
 class ImageExampleGenSpec(types.ComponentSpec):
@@ -24,7 +24,8 @@ class ImageExampleGenSpec(types.ComponentSpec):
     PARAMETERS = {
         "source": ExecutionParameter(type=str),
         "input_base": ExecutionParameter(type=str),
-        # JSON: splits, caps, shards, tfds_name, rejection threshold, image sides, span window.
+        # IngestSettings as JSON: splits, caps, shards, tfds_name, rejection threshold,
+        # image sides, span window.
         "options": ExecutionParameter(type=str),
     }
     INPUTS: dict[str, ChannelParameter] = {}
@@ -42,13 +43,13 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
     DRIVER_CLASS = Driver
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(self, source: str, input_base: Any, options: Mapping[str, Any]) -> None:
+    def __init__(self, source: str, input_base: Any, options: IngestSettings) -> None:
         """``input_base`` may be a str or a RuntimeParameter (the data root on Kubeflow)."""
         super().__init__(
             spec=ImageExampleGenSpec(
                 source=source,
                 input_base=input_base,
-                options=json.dumps(dict(options), sort_keys=True),
+                options=options.to_json(),
                 examples=types.Channel(type=standard_artifacts.Examples),
             )
         )

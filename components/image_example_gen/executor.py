@@ -33,6 +33,7 @@ from visiontfx.components.image_example_gen.decoding import (
     encode_array_as_png,
     ingest_image_bytes,
 )
+from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.contracts.failures import DataError
 from visiontfx.contracts.features import (
     FILENAME_KEY,
@@ -211,18 +212,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         exec_properties: dict[str, Any],
     ) -> None:
         global _PROGRESS_BAR
-        options = json.loads(exec_properties["options"])
+        settings = IngestSettings.from_options(exec_properties["options"])
         spec = sources.SourceSpec(
             kind=exec_properties["source"],
             path=exec_properties.get("input_base") or "",
-            tfds_name=options.get("tfds_name", ""),
-        )
-        plan = sources.SplitPlan(
-            train=options["splits"]["train"],
-            eval=options["splits"]["eval"],
-            test=options["splits"]["test"],
-            use_source_test=options["use_source_test_split"],
-            caps=options.get("caps", {}),
+            tfds_name=settings.tfds_name,
         )
         resolved = spans.resolve_exec_properties(exec_properties)
         # Keys (which decide the split by hash) carry the span, so the same
@@ -232,7 +226,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         class_names = listing.class_names
         for name in listing.empty_classes:
             print(f"ImageExampleGen: warning: class folder '{name}' has no image; skipped", file=sys.stderr)
-        planned = sources.plan_splits(listing.entries, plan)
+        planned = sources.plan_splits(listing.entries, settings)
         ordered = sorted(
             ((entry, split) for split, items in planned.items() for entry in items),
             key=lambda pair: (pair[0].source_split, pair[0].locator, pair[0].key),
@@ -263,9 +257,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     | "Chunks" >> beam.Create(chunks, reshuffle=True)
                     | "Ingest"
                     >> beam.ParDo(
-                        _IngestChunk(
-                            spec, class_names, options["max_image_side"], options.get("min_image_side", 1)
-                        )
+                        _IngestChunk(spec, class_names, settings.max_image_side, settings.min_image_side)
                     ).with_outputs(_IngestChunk.REJECTED, main="examples")
                 )
                 for split in split_names:
@@ -280,7 +272,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                 EXAMPLES_FILE_PREFIX,
                             ),
                             file_name_suffix=".gz",
-                            num_shards=min(options["num_shards"], max(1, len(planned[split]) // 64)),
+                            num_shards=min(settings.num_shards, max(1, len(planned[split]) // 64)),
                         )
                     )
                 (
@@ -309,7 +301,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.set_int_custom_property("rejected", report["rejected"])
         examples.set_int_custom_property("num_classes", len(class_names))
         try:
-            check_report(report, options["max_rejected_fraction"])
+            check_report(report, settings.max_rejected_fraction)
         except IngestionError as error:
             raise IngestionError(f"{error}\n{keep_failed_report(report, examples.uri)}") from None
 

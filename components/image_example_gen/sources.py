@@ -15,12 +15,13 @@ import hashlib
 import posixpath
 import struct
 from functools import lru_cache
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from visiontfx.components.image_example_gen.decoding import has_image_extension
+from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.contracts.failures import DataError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -58,17 +59,6 @@ class Entry:
     locator: str = ""  # file path, or "<split>:<index>" for array sources
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitPlan:
-    """Split ratios and caps; ``use_source_test`` keeps a dataset's own test split."""
-
-    train: float = 0.9
-    eval: float = 0.1
-    test: float = 0.0
-    use_source_test: bool = True
-    caps: Mapping[str, int] = dataclasses.field(default_factory=dict)
-
-
 # --------------------------------------------------------------------------
 # Deterministic split assignment
 
@@ -79,12 +69,12 @@ def stable_fraction(key: str, salt: str = "visiontfx") -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(entry: Entry, plan: SplitPlan) -> str:
+def assign_split(entry: Entry, settings: IngestSettings) -> str:
     """The split of one entry: the source's test split, or by hash of its key."""
-    if entry.source_split == "test" and plan.use_source_test:
+    if entry.source_split == "test" and settings.use_source_test_split:
         return "test"
-    train, evaluation, test = plan.train, plan.eval, plan.test
-    if plan.use_source_test and entry.source_split:
+    train, evaluation, test = settings.splits.train, settings.splits.eval, settings.splits.test
+    if settings.use_source_test_split and entry.source_split:
         # The dataset brings its own test split: share the rest train/eval only.
         test = 0.0
     total = train + evaluation + test
@@ -96,7 +86,7 @@ def assign_split(entry: Entry, plan: SplitPlan) -> str:
     return "test"
 
 
-def plan_splits(entries: Sequence[Entry], plan: SplitPlan) -> dict[str, list[Entry]]:
+def plan_splits(entries: Sequence[Entry], settings: IngestSettings) -> dict[str, list[Entry]]:
     """Assigns every entry a split and applies the per-split caps.
 
     A cap keeps the entries with the smallest hash of their key (salted
@@ -104,8 +94,8 @@ def plan_splits(entries: Sequence[Entry], plan: SplitPlan) -> dict[str, list[Ent
     """
     by_split: dict[str, list[Entry]] = {name: [] for name in SPLIT_NAMES}
     for entry in entries:
-        by_split[assign_split(entry, plan)].append(entry)
-    for name, cap in plan.caps.items():
+        by_split[assign_split(entry, settings)].append(entry)
+    for name, cap in settings.caps.items():
         if cap and len(by_split[name]) > cap:
             ranked = sorted(by_split[name], key=lambda e: stable_fraction(e.key, "cap"))
             by_split[name] = sorted(ranked[:cap], key=lambda e: e.key)

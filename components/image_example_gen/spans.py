@@ -20,12 +20,13 @@ import json
 import logging
 import posixpath
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
 
+from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.components.image_example_gen.sources import FASHION_MNIST_DIR, FASHION_MNIST_FILE_NAMES
 from visiontfx.contracts.failures import DataError
 
@@ -186,9 +187,9 @@ def source_files(source: str, path: str, tfds_name: str) -> tuple[list[str], boo
     return [path], True
 
 
-def resolve_input(source: str, input_base: str, options: Mapping[str, Any]) -> ResolvedInput:
+def resolve_input(source: str, input_base: str, settings: IngestSettings) -> ResolvedInput:
     """Resolves spans (folders with ``{SPAN}``) and fingerprints the input's files."""
-    window = range_config(int(options.get("span_window", 1)), int(options.get("first_span", 0)))
+    window = range_config(settings.span_window, settings.first_span)
     if source == "folder" and has_span_pattern(input_base):
         found = available_spans(input_base)
         if not found:
@@ -214,7 +215,7 @@ def resolve_input(source: str, input_base: str, options: Mapping[str, Any]) -> R
             num_files=len(files),
             total_bytes=sum(size for _, size, _ in files),
         )
-    roots, recursive = source_files(source, input_base, str(options.get("tfds_name", "")))
+    roots, recursive = source_files(source, input_base, settings.tfds_name)
     files = _file_identities(roots, recursive)
     return ResolvedInput(
         paths=(input_base,),
@@ -234,7 +235,7 @@ def resolve_exec_properties(exec_properties: dict[str, Any]) -> ResolvedInput:
     resolved = resolve_input(
         exec_properties["source"],
         exec_properties.get("input_base") or "",
-        json.loads(exec_properties.get("options") or "{}"),
+        IngestSettings.from_options(exec_properties.get("options")),
     )
     # On open-source KFP the InputFingerprint task handed its fingerprint over (it made the cache
     # key); data changed since then is ingested as it is now, and the Examples record that.

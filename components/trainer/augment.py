@@ -20,9 +20,11 @@ applied one after the other, would (the tests compare them).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import tensorflow as tf
+
+from visiontfx.components.trainer.settings import AugmentationConfig
 
 Augmenter = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (images [B,H,W,C], batch index) → images
 
@@ -86,16 +88,13 @@ def transform_matrices(
     return flat[:, :8] / flat[:, 8:]
 
 
-def make_augmenter(options: Mapping[str, Any], seed: int) -> Augmenter | None:
+def make_augmenter(options: AugmentationConfig, seed: int) -> Augmenter | None:
     """The augmentation for the config's ``augmentation`` section; None when it changes nothing."""
-    if not options.get("enabled", True):
+    if not options.enabled:
         return None
-    flip = bool(options.get("horizontal_flip"))
-    rotation, zoom = float(options.get("rotation", 0.0)), float(options.get("zoom", 0.0))
-    height_shift, width_shift = (
-        float(options.get("height_shift", 0.0)),
-        float(options.get("width_shift", 0.0)),
-    )
+    flip = options.horizontal_flip
+    rotation, zoom = options.rotation, options.zoom
+    height_shift, width_shift = options.height_shift, options.width_shift
     geometric = bool(rotation or zoom or height_shift or width_shift)
     if not (flip or geometric):
         return None

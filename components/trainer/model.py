@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import tf_keras
 
+from visiontfx.components.trainer.settings import RANDOM_INIT_WEIGHTS
 from visiontfx.contracts.backbones import backbone_info
 
 OFFLINE_HELP = (
@@ -92,7 +93,7 @@ def _check_can_download(keras_name: str, timeout: float = DOWNLOAD_CHECK_SECONDS
 
 def resolve_weights(weights: str) -> str | None:
     """Config value → Keras' ``weights`` argument (None, 'imagenet' or an existing path)."""
-    if weights.lower() in ("none", "random", ""):
+    if weights.lower() in RANDOM_INIT_WEIGHTS:
         return None
     if weights.lower() == "imagenet":
         return "imagenet"

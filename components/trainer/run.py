@@ -11,7 +11,9 @@ SavedModel carries the Transform graph and the signatures in
 
 The pieces (:func:`prepare`, :func:`build_model`, :func:`plan_phases`,
 :func:`train_phases`) are shared with the learning-rate finder and the Tuner,
-so they train exactly the model the Trainer would.
+so they train exactly the model the Trainer would. Beside this driver:
+``settings.py`` (TrainerSettings, the custom_config), ``losses.py`` (focal loss,
+class weights, baselines) and ``callbacks.py`` (backups, resume, learning rate).
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from typing import Any, Iterator, Mapping, Sequence
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
@@ -35,189 +35,16 @@ import tf_keras
 from visiontfx.components.trainer import data, hardware
 from visiontfx.components.trainer.augment import make_augmenter
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
-from visiontfx.components.trainer.model import (
-    build_classifier,
-    freeze_backbone,
-    prior_logits,
-    resolve_weights,
-    unfreeze_top,
-)
+from visiontfx.components.trainer.callbacks import ResumeLogger, make_callbacks
+from visiontfx.components.trainer.losses import baselines, class_weights, make_loss
+from visiontfx.components.trainer.model import build_classifier, freeze_backbone, prior_logits, unfreeze_top
 from visiontfx.components.trainer.schedule import PhaseSchedule, phase_learning_rate
+from visiontfx.components.trainer.settings import TrainerSettings, hyperparameter_values
 from visiontfx.contracts.artifacts import BASELINES_FILE, HISTORY_FILE
-from visiontfx.contracts.backbones import resolve_image_size
 
 # Next to a phase's BackupAndRestore folder once the phase has finished: its
 # weights and history, so a re-run skips it instead of training it again.
 PHASE_DONE = "{phase}.done"
-
-# Hyperparameters the Tuner may set, and the config section each one lives in.
-TUNABLE = {
-    "learning_rate": "training",
-    "finetune_learning_rate": "training",
-    "unfreeze_layers": "training",
-    "unfreeze_fraction": "training",
-    "dropout": "model",
-}
-
-
-# --------------------------------------------------------------------------
-# Settings
-
-
-def hyperparameter_values(hyperparameters: Any) -> dict[str, Any]:
-    """The chosen values from what TFX passes as ``fn_args.hyperparameters``.
-
-    That is a KerasTuner ``HyperParameters.get_config()`` dict (values under
-    ``values``); a HyperParameters object or a plain mapping also work.
-    """
-    if not hyperparameters:
-        return {}
-    if hasattr(hyperparameters, "values") and not isinstance(hyperparameters, Mapping):
-        return dict(hyperparameters.values)
-    if isinstance(hyperparameters.get("values"), Mapping):
-        return dict(hyperparameters["values"])
-    return dict(hyperparameters)
-
-
-def apply_hyperparameters(custom_config: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the Trainer's custom_config with tuned values in their sections."""
-    unknown = sorted(set(values) - set(TUNABLE))
-    if unknown:
-        raise ValueError(f"Unknown hyperparameters {unknown}; tunable: {sorted(TUNABLE)}")
-    result = {
-        key: dict(value) if isinstance(value, Mapping) else value for key, value in custom_config.items()
-    }
-    for name, value in values.items():
-        result[TUNABLE[name]][name] = value
-    return result
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainerSettings:
-    """What run_fn needs from the pipeline config (passed as Trainer custom_config)."""
-
-    model: Mapping[str, Any]
-    training: Mapping[str, Any]
-    augmentation: Mapping[str, Any]
-    top_k: int
-    checkpoint_root: str
-    class_names: Sequence[str] = ()
-
-    @classmethod
-    def from_custom_config(
-        cls, custom_config: Mapping[str, Any], hyperparameters: Any = None
-    ) -> TrainerSettings:
-        config = apply_hyperparameters(custom_config, hyperparameter_values(hyperparameters))
-        return cls(
-            model=config["model"],
-            training=config["training"],
-            augmentation=config["augmentation"],
-            top_k=int(config.get("top_k", 3)),
-            checkpoint_root=config.get("checkpoint_root", ""),
-            class_names=tuple(config.get("class_names") or ()),
-        )
-
-    def as_custom_config(self) -> dict[str, Any]:
-        return {
-            "model": dict(self.model),
-            "training": dict(self.training),
-            "augmentation": dict(self.augmentation),
-            "top_k": self.top_k,
-            "checkpoint_root": self.checkpoint_root,
-            "class_names": list(self.class_names),
-        }
-
-    @property
-    def image_size(self) -> int:
-        return resolve_image_size(self.model["backbone"], int(self.model.get("image_size", 0)))
-
-    @property
-    def learning_rate(self) -> float:
-        return float(self.training["learning_rate"])
-
-    @property
-    def finetune_learning_rate(self) -> float:
-        return float(self.training["finetune_learning_rate"] or self.learning_rate / 10.0)
-
-    @property
-    def seed(self) -> int:
-        return int(self.training["seed"])
-
-    @property
-    def deterministic(self) -> bool:
-        """Identical re-runs: op determinism and tf.data in order (the default trades them for speed)."""
-        return bool(self.training.get("deterministic", False))
-
-    @property
-    def lr_schedule(self) -> str:
-        return str(self.training["lr_schedule"])
-
-    @property
-    def pretrained(self) -> bool:
-        return resolve_weights(self.model["weights"]) is not None
-
-
-# --------------------------------------------------------------------------
-# Losses, class balance, baselines
-
-
-class SparseFocalLoss(tf_keras.losses.Loss):
-    """Focal loss on integer labels, with optional label smoothing.
-
-    gamma = 0 reduces to (smoothed) cross-entropy; gamma > 0 down-weights easy
-    examples by (1 - p)^gamma, the handbook's remedy for strong class imbalance.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        gamma: float = 0.0,
-        label_smoothing: float = 0.0,
-        name: str = "sparse_focal_loss",
-    ) -> None:
-        super().__init__(name=name)
-        self.num_classes, self.gamma, self.label_smoothing = num_classes, gamma, label_smoothing
-
-    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        labels = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), self.num_classes)
-        labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
-        probabilities = tf.clip_by_value(tf.cast(y_pred, tf.float32), 1e-7, 1.0)
-        cross_entropy = -labels * tf.math.log(probabilities)
-        weight = tf.pow(1.0 - probabilities, self.gamma) if self.gamma else 1.0
-        return tf.reduce_sum(weight * cross_entropy, axis=-1)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "num_classes": self.num_classes,
-            "gamma": self.gamma,
-            "label_smoothing": self.label_smoothing,
-            "name": self.name,
-        }
-
-
-def make_loss(num_classes: int, training: Mapping[str, Any]) -> tf_keras.losses.Loss:
-    gamma, smoothing = float(training["focal_loss_gamma"]), float(training["label_smoothing"])
-    if gamma or smoothing:
-        return SparseFocalLoss(num_classes, gamma, smoothing)
-    return tf_keras.losses.SparseCategoricalCrossentropy()
-
-
-def class_weights(counts: Sequence[int]) -> dict[int, float]:
-    """Inverse-frequency weights normalized to a mean of 1 over present classes."""
-    counts_array = np.asarray(counts, dtype=np.float64)
-    present = counts_array > 0
-    weights = np.zeros_like(counts_array)
-    weights[present] = counts_array[present].sum() / (present.sum() * counts_array[present])
-    return {index: float(weight) for index, weight in enumerate(weights)}
-
-
-def baselines(eval_counts: Sequence[int]) -> dict[str, float]:
-    """Accuracy of guessing at random and of always answering the majority class."""
-    total = float(sum(eval_counts))
-    return {
-        "random_guess_accuracy": 1.0 / len(eval_counts),
-        "majority_class_accuracy": (max(eval_counts) / total) if total else 0.0,
-    }
 
 
 def transform_graph_uri(fn_args: Any) -> str:
@@ -236,138 +63,6 @@ def checkpoint_fingerprint(fn_args: Any, custom_config: Mapping[str, Any]) -> st
         sort_keys=True,
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------
-# Callbacks
-
-
-class ResumeLogger(tf_keras.callbacks.Callback):
-    """Reports where fit() really starts: after BackupAndRestore, a resumed run starts late.
-
-    It must come after BackupAndRestore in the callback list; the first
-    epoch/batch hooks then see the restored counters.
-    """
-
-    def __init__(self, phase: str, initial_epoch: int, record: dict[str, Any]) -> None:
-        super().__init__()
-        self.phase, self.initial_epoch, self.record = phase, initial_epoch, record
-        self._epoch: int | None = None
-        self._checked = False
-        self._supports_tf_logs = True  # it reads no logs: spare Keras converting them every step
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._epoch is None:
-            self._epoch = epoch
-
-    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._checked:
-            return
-        self._checked = True
-        epoch = int(self.initial_epoch if self._epoch is None else self._epoch)
-        batch = int(batch)  # Keras passes numpy integers
-        if (epoch, batch) != (self.initial_epoch, 0):
-            self.record.update({"phase": self.phase, "epoch": epoch, "step": batch})
-            print(
-                f"[Trainer] {self.phase}: resuming from a checkpoint at epoch {epoch + 1}, step {batch}",
-                flush=True,
-            )
-
-
-class BudgetedBackupAndRestore(tf_keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that keeps checkpointing to about ``budget`` of the training time.
-
-    A fixed step interval is either too rare for long steps or, for a quick
-    head-only warm-up, a real cost: four backups per epoch of Lite0 and its
-    Adam state slowed the warm-up markedly here. This one takes its first
-    backup after ``first_after_steps`` steps, then waits ``cost / budget``
-    seconds after each backup (a 0.3 s backup → the next after 60 s at 0.5%:
-    a kill loses about a minute, the run pays half a percent).
-    The resume logic is Keras' own (mid-epoch: ``save_freq`` is an int).
-
-    Under MultiWorkerMirroredStrategy every worker must back up at the same
-    step (saving is collective); timing differs per worker, so there a fixed
-    interval of ``first_after_steps`` steps is kept.
-    """
-
-    def __init__(
-        self, backup_dir: str, first_after_steps: int, budget: float = 0.005, timed: bool = True
-    ) -> None:
-        super().__init__(backup_dir, save_freq=first_after_steps, delete_checkpoint=True)
-        self.first_after_steps, self.budget, self.timed = first_after_steps, budget, timed
-        self._steps_seen = 0
-        self._next_backup: float | None = None
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self.timed:
-            super().on_train_batch_end(batch, logs)
-            return
-        # tf_keras 2.16 internals (the parent's own hook does the same two calls).
-        self._training_state.backup_if_preempted()
-        self._steps_seen += 1
-        if self._next_backup is None:
-            due = self._steps_seen >= self.first_after_steps
-        else:
-            due = time.monotonic() >= self._next_backup
-        if due:
-            started = time.monotonic()
-            self._backup(epoch=self._current_epoch, batch=batch)
-            cost = time.monotonic() - started
-            self._next_backup = time.monotonic() + cost / self.budget
-
-
-class LearningRateLogger(tf_keras.callbacks.Callback):
-    """Adds the optimizer's learning rate to each epoch's logs (for the report)."""
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs is not None:
-            logs["learning_rate"] = float(tf_keras.backend.get_value(self.model.optimizer.learning_rate))
-
-
-def make_callbacks(
-    settings: TrainerSettings,
-    phase: str,
-    log_dir: str,
-    backup_dir: str | None,
-    steps_per_epoch: int,
-) -> list[tf_keras.callbacks.Callback]:
-    """The callbacks of one phase; without ``backup_dir`` nothing is written (tuning trials).
-
-    No ModelCheckpoint of the best weights: EarlyStopping already puts them
-    back into the model that is exported, BackupAndRestore covers resuming,
-    and writing every improvement cost time (17 MB per epoch for Lite0).
-    """
-    training = settings.training
-    callbacks: list[tf_keras.callbacks.Callback] = [
-        LearningRateLogger(),
-        tf_keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=int(training["early_stopping_patience"]),
-            restore_best_weights=True,
-            verbose=1,
-        ),
-    ]
-    if settings.lr_schedule == "plateau":  # a scheduled rate is not the callback's to change
-        callbacks.append(
-            tf_keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
-                factor=0.2,
-                patience=int(training["reduce_lr_patience"]),
-                min_lr=1e-7,
-                verbose=1,
-            )
-        )
-    if backup_dir is None:
-        return callbacks
-    return [
-        *callbacks,
-        BudgetedBackupAndRestore(
-            os.path.join(backup_dir, phase),
-            first_after_steps=max(1, steps_per_epoch // 4),
-            timed=hardware.cluster_workers(hardware.tf_config()) <= 1,
-        ),
-        tf_keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "tensorboard"), update_freq="epoch"),
-    ]
 
 
 def compile_model(
@@ -408,13 +103,13 @@ class TrainingSetup:
     @property
     def balanced(self) -> bool:
         """Class weighting on: the loss, not the output bias, accounts for the imbalance."""
-        return bool(self.settings.training["class_weighting"]) and sum(self.train_counts) > 0
+        return self.settings.training.class_weighting and sum(self.train_counts) > 0
 
     def describe(self) -> str:
         settings = self.settings
         return (
-            f"[Trainer] {settings.model['backbone']} @ {settings.image_size}px "
-            f"({'pretrained: ' + settings.model['weights'] if settings.pretrained else 'random init'}), "
+            f"[Trainer] {settings.model.backbone} @ {settings.image_size}px "
+            f"({'pretrained: ' + settings.model.weights if settings.pretrained else 'random init'}), "
             f"{len(self.class_names)} classes, strategy={self.strategy_name} "
             f"({self.strategy.num_replicas_in_sync} replicas), precision={self.policy}, "
             f"global batch {self.global_batch}, {self.steps_per_epoch} steps/epoch, "
@@ -440,10 +135,10 @@ def prepare(fn_args: Any, settings: TrainerSettings) -> TrainingSetup:
     Sets the global precision policy: run it inside :func:`hardware.restoring_precision_policy`.
     """
     training = settings.training
-    strategy_name = hardware.resolve_strategy_name(training["strategy"])
+    strategy_name = hardware.resolve_strategy_name(training.strategy)
     # First: MultiWorkerMirroredStrategy must set up collectives before the runtime starts.
     strategy = hardware.make_strategy(strategy_name)
-    policy = hardware.resolve_precision(training["precision"], strategy_name)
+    policy = hardware.resolve_precision(training.precision, strategy_name)
     hardware.apply_precision(policy)
     tf_keras.utils.set_random_seed(settings.seed)
     if settings.deterministic:
@@ -452,10 +147,10 @@ def prepare(fn_args: Any, settings: TrainerSettings) -> TrainingSetup:
     tft_output = tft.TFTransformOutput(transform_graph_uri(fn_args))
     class_names = list(settings.class_names) or data.read_class_names(fn_args.train_files)
     train_counts, eval_counts = class_counts(fn_args, class_names)
-    global_batch = int(training["batch_size"]) * strategy.num_replicas_in_sync
-    steps_per_epoch = int(training["steps_per_epoch"]) or max(1, sum(train_counts) // global_batch)
+    global_batch = training.batch_size * strategy.num_replicas_in_sync
+    steps_per_epoch = training.steps_per_epoch or max(1, sum(train_counts) // global_batch)
     # None: the whole eval split each epoch (it is read once, not repeated).
-    eval_steps = int(training["eval_steps"]) or None
+    eval_steps = training.eval_steps or None
 
     augment = make_augmenter(settings.augmentation, settings.seed)
     workers = hardware.cluster_workers(hardware.tf_config()) if strategy_name == "multi_worker" else 1
@@ -504,11 +199,11 @@ def build_model(setup: TrainingSetup) -> tuple[tf_keras.Model, tf_keras.Model]:
     settings = setup.settings
     with setup.strategy.scope():
         return build_classifier(
-            settings.model["backbone"],
+            settings.model.backbone,
             len(setup.class_names),
             settings.image_size,
-            settings.model["weights"],
-            float(settings.model["dropout"]),
+            settings.model.weights,
+            settings.model.dropout,
             output_bias=None if setup.balanced else prior_logits(setup.train_counts),
         )
 
@@ -538,17 +233,18 @@ class Phase:
 def plan_phases(settings: TrainerSettings) -> list[Phase]:
     """Random init: one phase over the whole network. Pretrained: warm-up, then fine-tuning stages."""
     training = settings.training
-    warmup, finetune = int(training["warmup_epochs"]), int(training["finetune_epochs"])
+    warmup, finetune = training.warmup_epochs, training.finetune_epochs
     if not settings.pretrained:
         # Freezing a random backbone would train a head on noise.
         return [Phase("scratch", 0, warmup + finetune, settings.learning_rate, "all")]
     phases = []
     if warmup:  # the head alone needs far fewer steps than a pass over the data: warmup_steps
-        steps = int(training["warmup_steps"])
-        phases.append(Phase("warmup", 0, warmup, settings.learning_rate, "head", steps_per_epoch=steps))
+        phases.append(
+            Phase("warmup", 0, warmup, settings.learning_rate, "head", steps_per_epoch=training.warmup_steps)
+        )
     # Gradual unfreezing: one stage per fine-tuning epoch, each unfreezing a larger top share.
-    stages = (finetune if training["gradual_unfreeze"] else 1) if finetune else 0
-    layers, fraction = int(training["unfreeze_layers"]), float(training["unfreeze_fraction"])
+    stages = (finetune if training.gradual_unfreeze else 1) if finetune else 0
+    layers, fraction = training.unfreeze_layers, training.unfreeze_fraction
     for stage in range(stages):
         share = (stage + 1) / stages
         first = warmup + stage * (finetune // stages)
@@ -625,7 +321,7 @@ def train_phases(
             settings.lr_schedule,
             phase.learning_rate,
             (phase.last_epoch - phase.first_epoch) * steps_per_epoch,
-            float(settings.training["lr_warmup_fraction"]),
+            settings.training.lr_warmup_fraction,
         )
         with setup.strategy.scope():
             trainable = configure_trainable(backbone, phase)
@@ -691,7 +387,7 @@ def run_fn(fn_args: Any) -> None:
         print(setup.describe(), flush=True)
         model, backbone = build_model(setup)
         sanity = None
-        if settings.training.get("sanity_overfit_batch"):
+        if settings.training.sanity_overfit_batch:
             from visiontfx.components.trainer.sanity import check_can_overfit
 
             sanity = check_can_overfit(setup, model)
@@ -715,7 +411,8 @@ def run_fn(fn_args: Any) -> None:
                 seed=settings.seed,
                 deterministic=settings.deterministic,
                 hyperparameters=hyperparameter_values(getattr(fn_args, "hyperparameters", None)),
-                config={"model": dict(settings.model), "training": dict(settings.training)},  # as trained
+                # as trained (with tuned values)
+                config={"model": settings.model.to_dict(), "training": settings.training.to_dict()},
                 sanity=sanity,
             )
             _write_json(os.path.join(fn_args.model_run_dir, HISTORY_FILE), history)

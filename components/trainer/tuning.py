@@ -22,19 +22,13 @@ import tf_keras
 
 from visiontfx.components.trainer import hardware
 from visiontfx.components.trainer.autograph import skip_tf_keras_in_autograph
-from visiontfx.components.trainer.run import (
-    TrainerSettings,
-    TrainingSetup,
-    build_model,
-    prepare,
-    train_phases,
-)
+from visiontfx.components.trainer.run import TrainingSetup, build_model, prepare, train_phases
+from visiontfx.components.trainer.settings import TrainerSettings
 
 OBJECTIVE = "val_accuracy"
 LEARNING_RATES = (1e-4, 1e-2)
 DROPOUTS = (0.0, 0.5, 0.1)  # min, max, step
 UNFREEZE_DEPTHS = (0, 20, 40, 80)
-DEFAULT_TRIALS = 4
 
 
 def define_search_space(hp: keras_tuner.HyperParameters, settings: TrainerSettings) -> dict[str, Any]:
@@ -43,7 +37,7 @@ def define_search_space(hp: keras_tuner.HyperParameters, settings: TrainerSettin
         "learning_rate": hp.Float("learning_rate", *LEARNING_RATES, sampling="log"),
         "dropout": hp.Float("dropout", DROPOUTS[0], DROPOUTS[1], step=DROPOUTS[2]),
     }
-    if settings.pretrained and int(settings.training["finetune_epochs"]):
+    if settings.pretrained and settings.training.finetune_epochs:
         # Only fine-tuning unfreezes anything: from scratch the depth means nothing.
         values["unfreeze_layers"] = hp.Choice("unfreeze_layers", list(UNFREEZE_DEPTHS))
     return values
@@ -89,18 +83,16 @@ class _KerasTunerCallbacks(tf_keras.callbacks.Callback):
 class TrainerHyperModel(keras_tuner.HyperModel):
     """Builds the Trainer's classifier for a trial and trains it through all its phases."""
 
-    def __init__(self, setup: TrainingSetup, base_config: dict[str, Any]) -> None:
+    def __init__(self, setup: TrainingSetup) -> None:
         super().__init__(name="visiontfx_trainer")
-        self.setup, self.base_config = setup, base_config
+        self.setup = setup
         self._trial: tuple[TrainingSetup, tf_keras.Model] | None = None
         self._policy_before: Any = None
 
     def trial_setup(self, hp: keras_tuner.HyperParameters) -> TrainingSetup:
-        base = TrainerSettings.from_custom_config(self.base_config)
+        base = self.setup.settings
         values = define_search_space(hp, base)
-        return dataclasses.replace(
-            self.setup, settings=TrainerSettings.from_custom_config(self.base_config, values)
-        )
+        return dataclasses.replace(self.setup, settings=base.with_hyperparameters(values))
 
     def build(self, hp: keras_tuner.HyperParameters) -> tf_keras.Model:
         setup = self.trial_setup(hp)
@@ -139,16 +131,15 @@ class TfKerasRandomSearch(keras_tuner.RandomSearch):
         return self._build_hypermodel(hp)
 
 
-def trial_training_config(fn_args: Any, custom_config: dict[str, Any]) -> dict[str, Any]:
-    """The Trainer's config, with steps per epoch from the Tuner's train/eval args when given."""
-    config = {key: dict(value) if isinstance(value, dict) else value for key, value in custom_config.items()}
-    training = config["training"]
-    epochs = int(training["warmup_epochs"]) + int(training["finetune_epochs"])
+def trial_settings(fn_args: Any, settings: TrainerSettings) -> TrainerSettings:
+    """The Trainer's settings, with steps per epoch from the Tuner's train/eval args when given."""
+    training = settings.training
     if getattr(fn_args, "train_steps", None):
-        training["steps_per_epoch"] = max(1, int(fn_args.train_steps) // max(1, epochs))
+        steps = max(1, int(fn_args.train_steps) // max(1, training.epochs))
+        training = dataclasses.replace(training, steps_per_epoch=steps)
     if getattr(fn_args, "eval_steps", None):
-        training["eval_steps"] = int(fn_args.eval_steps)
-    return config
+        training = dataclasses.replace(training, eval_steps=int(fn_args.eval_steps))
+    return dataclasses.replace(settings, training=training)
 
 
 def tuner_fn(fn_args: Any) -> Any:
@@ -156,15 +147,14 @@ def tuner_fn(fn_args: Any) -> Any:
     from tfx.components.tuner.component import TunerFnResult
 
     skip_tf_keras_in_autograph()
-    config = trial_training_config(fn_args, fn_args.custom_config)
-    settings = TrainerSettings.from_custom_config(config)
+    settings = trial_settings(fn_args, TrainerSettings.from_custom_config(fn_args.custom_config))
     with hardware.restoring_precision_policy():  # each trial sets it again in build()
         setup = prepare(fn_args, settings)
     print(setup.describe().replace("[Trainer]", "[Tuner]"), flush=True)
     tuner = TfKerasRandomSearch(
-        TrainerHyperModel(setup, config),
+        TrainerHyperModel(setup),
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
-        max_trials=int(settings.training.get("tune_trials", DEFAULT_TRIALS)),
+        max_trials=settings.training.tune_trials,
         seed=settings.seed,
         directory=fn_args.working_dir,
         project_name="visiontfx_tuning",

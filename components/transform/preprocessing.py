@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
-from visiontfx.contracts.backbones import backbone_info, resolve_image_size
+from visiontfx.components.transform.settings import TransformSettings
+from visiontfx.contracts.backbones import backbone_info
 from visiontfx.contracts.features import IMAGE_FEATURE, IMAGE_KEY, LABEL_FEATURE, LABEL_KEY
 
 
@@ -50,12 +51,13 @@ def preprocessing_fn(
 ) -> dict[str, tf.Tensor]:
     """TFX Transform entry point (referenced by name from the pipeline).
 
-    ``custom_config`` carries ``backbone`` and ``image_size``. No full-pass
-    analyzers are needed: the scaling is fixed by the backbone.
+    ``custom_config`` is :class:`TransformSettings` (``backbone``, ``image_size``).
+    No full-pass analyzers are needed: the scaling is fixed by the backbone.
     """
-    backbone = custom_config["backbone"]
-    image_size = resolve_image_size(backbone, int(custom_config.get("image_size", 0)))
-    outputs = {IMAGE_FEATURE: images_from_bytes(inputs[IMAGE_KEY], image_size, backbone)}
+    settings = TransformSettings.from_custom_config(custom_config)
+    outputs = {
+        IMAGE_FEATURE: images_from_bytes(inputs[IMAGE_KEY], settings.resolved_image_size, settings.backbone)
+    }
     if LABEL_KEY in inputs:
         outputs[LABEL_FEATURE] = tf.reshape(inputs[LABEL_KEY], [-1])
     return outputs

@@ -209,12 +209,14 @@ def augmentation_preview(
     import tensorflow_transform as tft
 
     from visiontfx.components.trainer.augment import make_augmenter
+    from visiontfx.components.trainer.settings import AugmentationConfig, ModelConfig, TrainingConfig
     from visiontfx.components.transform.preprocessing import unscale_pixels
     from visiontfx.contracts.features import IMAGE_FEATURE
 
-    backbone = settings.get("model", {}).get("backbone", "")
-    options = settings.get("augmentation", {})
-    seed = int(settings.get("training", {}).get("seed", 0))
+    # The sections as recorded in MLMD (keys a run left out take their defaults).
+    backbone = ModelConfig.from_dict(settings.get("model"), "model").backbone
+    options = AugmentationConfig.from_dict(settings.get("augmentation"), "augmentation")
+    seed = TrainingConfig.from_dict(settings.get("training"), "training").seed
     layer = tft.TFTransformOutput(transform_uri).transform_features_layer()
     model_input = layer({IMAGE_KEY: tf.constant([[encoded]])})[IMAGE_FEATURE]
     augment = make_augmenter(options, seed)
@@ -228,7 +230,7 @@ def augmentation_preview(
         return np.clip(np.round(unscale_pixels(tensor, backbone)), 0, 255).astype(np.uint8)
 
     values = model_input.numpy()
-    shown = {k: v for k, v in options.items() if k != "enabled"} if options.get("enabled", True) else {}
+    shown = {k: v for k, v in options.to_dict().items() if k != "enabled"} if options.enabled else {}
     return AugmentationPreview(
         image=image,
         model_view=to_pixels(values[0]),
