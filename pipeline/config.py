@@ -28,6 +28,7 @@ import yaml
 
 from visiontfx.components.edge_export.settings import EdgeTargets
 from visiontfx.components.image_example_gen.settings import IngestSettings
+from visiontfx.components.pusher.settings import PushTargets
 from visiontfx.components.trainer.settings import AugmentationConfig, ModelConfig, TrainingConfig
 from visiontfx.contracts.settings import ConfigError, Settings, key_path, require
 
@@ -140,22 +141,15 @@ class EvaluationConfig(Settings):
 
 
 @dataclasses.dataclass(frozen=True)
-class ServingConfig(Settings):
-    model_name: str = "visiontfx"
+class ServingConfig(PushTargets):
+    """Where versions are pushed and served (the Pusher's PushTargets hold the other keys)."""
+
     serving_dir: str = "serving_model"
-    keep_versions: int = 3
     top_k: int = 3
-    warmup_requests: int = 8
 
     def validate(self, prefix: str = "") -> None:
-        key = functools.partial(key_path, prefix)
-        require(self.keep_versions >= 1, f"'{key('keep_versions')}' must be at least 1.")
-        require(self.top_k >= 1, f"'{key('top_k')}' must be at least 1.")
-        require(self.warmup_requests >= 0, f"'{key('warmup_requests')}' must be >= 0.")
-        require(
-            bool(self.model_name) and "/" not in self.model_name,
-            f"'{key('model_name')}' must be a non-empty name without '/'.",
-        )
+        super().validate(prefix)
+        require(self.top_k >= 1, f"'{key_path(prefix, 'top_k')}' must be at least 1.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ from visiontfx.components.evaluator.eval_config import build_eval_config
 from visiontfx.components.image_example_gen.component import ImageExampleGen
 from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.components.pusher.component import ServingPusher
+from visiontfx.components.pusher.settings import PushTargets
 from visiontfx.components.serving.signatures import EXAMPLES_SIGNATURE
 from visiontfx.components.trainer.settings import TrainerSettings
 from visiontfx.components.transform.settings import TransformSettings
@@ -311,11 +312,7 @@ def create_pipeline(
                 base_directory=os.path.join(locations.serving_dir, config.serving.model_name)
             )
         ),
-        custom_config={
-            "model_name": config.serving.model_name,
-            "keep_versions": config.serving.keep_versions,
-            "warmup_requests": config.serving.warmup_requests,
-        },
+        custom_config=PushTargets.of(config.serving).to_dict(),
         edge_model=edge_export.outputs["edge_model"] if edge_export else None,
         examples=examples,
         model_run=trainer.outputs["model_run"],

@@ -185,3 +185,31 @@ def test_a_wrong_transform_value_fails_naming_the_key(values: dict[str, Any], me
     with pytest.raises(ConfigError) as error:
         TransformSettings.from_custom_config(values)
     assert message in str(error.value)
+
+
+def test_push_settings_take_the_serving_sections_defaults_and_checks(tmp_path: Any) -> None:
+    from visiontfx.components.pusher.executor import PushSettings
+    from visiontfx.components.pusher.settings import PushTargets
+    from visiontfx.pipeline.config import ServingConfig
+    from visiontfx.pipeline.dag import RunLocations, create_pipeline
+    from visiontfx.pipeline.dag_inputs import gather_inputs
+
+    assert issubclass(ServingConfig, PushTargets)
+    targets = PushTargets()
+    pushed = PushSettings(model_name=targets.model_name)
+    assert (pushed.keep_versions, pushed.warmup_requests) == (targets.keep_versions, targets.warmup_requests)
+    config = from_dict({"serving": {"model_name": "shoes", "keep_versions": 5}})
+    locations = RunLocations(str(tmp_path / "root"), str(tmp_path / "serving"), str(tmp_path / "m.sqlite"))
+    pusher = next(
+        c
+        for c in create_pipeline(config, locations, gather_inputs(config, "")).components
+        if c.id == "Pusher"
+    )
+    custom_config = json.loads(pusher.exec_properties["custom_config"])
+    assert PushTargets.from_dict(custom_config) == PushTargets("shoes", 5, targets.warmup_requests)
+    settings = PushSettings.from_custom_config(custom_config, "/srv/models/shoes")
+    assert (settings.model_name, settings.keep_versions) == ("shoes", 5)
+    with pytest.raises(ConfigError, match="'keep_versions' must be at least 1"):
+        PushSettings(model_name="shoes", keep_versions=0)
+    with pytest.raises(ConfigError, match="'serving.model_name' must be a non-empty name"):
+        from_dict({"serving": {"model_name": "a/b"}})

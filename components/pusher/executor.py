@@ -51,6 +51,8 @@ from tfx.utils import io_utils, json_utils, proto_utils
 
 from visiontfx.components.pusher import serving_config
 from visiontfx.components.pusher.release_assets import ReleaseInputs
+from visiontfx.components.pusher.settings import PushTargets
+from visiontfx.contracts.settings import ConfigError
 
 STAGING_PREFIX = ".push-"
 STALE_STAGING_SECONDS = 3600  # a leftover staging dir older than this is from a crashed push
@@ -61,22 +63,20 @@ class PushSettings:
     """What a push does besides copying; from the Pusher's custom_config."""
 
     model_name: str
-    keep_versions: int = 3
+    keep_versions: int = PushTargets.keep_versions
     version_policy: serving_config.VersionPolicy = "latest"
     canary: bool = False
-    warmup_requests: int = 8
+    warmup_requests: int = PushTargets.warmup_requests
     warmup_examples_uri: str = ""
     batching: serving_config.BatchingSettings = dataclasses.field(
         default_factory=serving_config.BatchingSettings
     )
 
     def __post_init__(self) -> None:
-        if self.keep_versions < 1:
-            raise ValueError(f"keep_versions must be >= 1, got {self.keep_versions}")
+        # The same checks as the config's serving section (ConfigError is a ValueError).
+        PushTargets(self.model_name, self.keep_versions, self.warmup_requests).validate()
         if self.version_policy not in ("latest", "specific"):
-            raise ValueError(f"version_policy must be 'latest' or 'specific', got {self.version_policy!r}")
-        if not self.model_name or "/" in self.model_name:
-            raise ValueError(f"model_name must be a non-empty name without '/', got {self.model_name!r}")
+            raise ConfigError(f"version_policy must be 'latest' or 'specific', got {self.version_policy!r}")
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None, base_directory: str) -> PushSettings:
@@ -84,7 +84,7 @@ class PushSettings:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"Unknown Pusher custom_config keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(f"Unknown Pusher custom_config keys {sorted(unknown)}; known: {sorted(known)}")
         values.setdefault("model_name", os.path.basename(base_directory.rstrip("/")))
         values["batching"] = serving_config.BatchingSettings.from_mapping(values.get("batching"))
         return cls(**values)

@@ -17,4 +17,3 @@ def skip_tf_keras_in_autograph() -> None:
     if any(isinstance(rule, config_lib.DoNotConvert) and rule._prefix == "tf_keras" for rule in rules):
         return
     config.CONVERSION_RULES = (config_lib.DoNotConvert("tf_keras"), *tuple(rules))
-

@@ -26,7 +26,6 @@ IMAGENET_CHECKPOINT = "efficientnet-lite0-57934424.pth"
 CACHE_FILENAME = "efficientnet_lite0_imagenet.h5"
 
 
-
 def _keras_to_torch_names() -> Iterator[tuple[str, str, str]]:
     """(Keras layer name, kind, checkpoint prefix) for every layer that has weights."""
     yield "stem_conv", "conv", "_conv_stem"
