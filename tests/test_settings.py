@@ -211,5 +211,5 @@ def test_push_settings_take_the_serving_sections_defaults_and_checks(tmp_path: A
     assert (settings.model_name, settings.keep_versions) == ("shoes", 5)
     with pytest.raises(ConfigError, match="'keep_versions' must be at least 1"):
         PushSettings(model_name="shoes", keep_versions=0)
-    with pytest.raises(ConfigError, match="'serving.model_name' must be a non-empty name"):
+    with pytest.raises(ConfigError, match=r"'serving\.model_name' must be a non-empty name"):
         from_dict({"serving": {"model_name": "a/b"}})

@@ -87,6 +87,7 @@ def test_span_change_is_described(tmp_path: Path) -> None:
 def test_idx_files_are_the_fashion_mnist_identity(tmp_path: Path) -> None:
     for name in sources.FASHION_MNIST_FILE_NAMES:
         (tmp_path / name).write_bytes(b"x")
+
     def resolve() -> spans.ResolvedInput:
         return spans.resolve_input("fashion_mnist", str(tmp_path), IngestSettings())
 
