@@ -315,7 +315,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=3000)
     parser.add_argument("--eval-images", type=int, default=500)
     parser.add_argument("--test-images", type=int, default=2000)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=48)  # the demo's
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="transfer gain: budget of each run")
     parser.add_argument("--steps", type=int, default=100, help="throughput: steps per epoch (4 epochs)")
