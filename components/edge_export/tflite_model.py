@@ -44,6 +44,10 @@ class TFLiteClassifier:
         self.interpreter.invoke()
         return _dequantize(self.interpreter.get_tensor(self._output["index"])[0], self._output)
 
+    def classes(self, images: np.ndarray) -> np.ndarray:
+        """[N, S, S, 3] float pixels → [N] predicted class indices (one invoke per image)."""
+        return np.array([self.probabilities(image).argmax() for image in images], dtype=np.int64)
+
     def latency_ms(self, pixels: np.ndarray, runs: int, warmup: int = 3) -> dict[str, float]:
         """Single-image invoke time (after ``warmup`` runs): median and 90th percentile, in ms."""
         for _ in range(warmup):
