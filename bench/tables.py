@@ -48,6 +48,12 @@ BEFORE_AND_AFTER: list[tuple[str, str, str, Callable[[Mapping[str, Any]], str]]]
     ),
     ("cached re-run / first run (goal ≤ 0.1×)", "0.094×", "dag", lambda r: f"{r['ratios']['cached']:.3f}×"),
     (
+        "the same two with EdgeExport in the DAG",
+        "–",
+        "dag_with_edge",
+        lambda r: f"{r['ratios']['dag_vs_plain']:.2f}×; cached {r['ratios']['cached']:.3f}×",
+    ),
+    (
         "Trainer / plain fit (goal ≥ 0.97×)",
         "1.033× (first epoch and backups not timed)",
         "trainer",
