@@ -174,3 +174,41 @@ def test_deterministic_flag_turns_on_op_determinism(trainer_inputs: TrainerInput
         assert tf_config.is_op_determinism_enabled()
     finally:
         tf_config.disable_op_determinism()  # process-wide: leave the other tests as they were
+
+
+def test_progressive_resizing_trains_low_then_full_size_on_one_schedule(
+    trainer_inputs: TrainerInputs, tmp_path: Path
+) -> None:
+    from visiontfx.components.trainer.schedule import PhaseSchedule
+    from visiontfx.tools.explain import GradCam
+
+    fn_args = make_fn_args(
+        trainer_inputs,
+        tmp_path,
+        *FAST_TRAINING,
+        "model.backbone=efficientnet_lite0",
+        "model.weights=imagenet",
+        "training.warmup_epochs=1",
+        "training.finetune_epochs=2",
+        "training.finetune_image_sizes=[16,32]",  # the tiny Transform's 32 px is the full size
+        "training.lr_schedule=cosine",
+        "training.finetune_learning_rate=0.001",
+        "training.unfreeze_layers=20",
+    )
+    run_fn(fn_args)
+    history = read_history(fn_args)
+    assert [p["name"] for p in history["phases"]] == ["warmup", "finetune-16px", "finetune-32px"]
+    # The 32 px epoch goes on with the 16 px epoch's schedule (10 steps): the rate of its last
+    # step is the schedule's step 9, not that of a fresh 5-step schedule ending at 0.
+    schedule = PhaseSchedule(1e-3, 10)
+    rates = [epoch["learning_rate"] for epoch in history["epochs"][1:]]
+    assert rates == pytest.approx([float(schedule(4)), float(schedule(9))], rel=1e-5)
+    assert rates[1] > 1e-6
+
+    # The export takes the full size (and any other); Grad-CAM still finds a map to explain.
+    explainer = GradCam(fn_args.serving_model_dir)
+    assert explainer.model.input_shape == (None, None, None, 3)
+    image = tf.io.encode_png(tf.cast(tf.random.uniform([28, 28, 1], 0, 255), tf.uint8)).numpy()
+    heatmaps, probabilities = explainer.heatmaps([image])
+    assert heatmaps.shape[0] == 1 and min(heatmaps.shape[1:]) >= 7  # not the 1×1 last map
+    assert probabilities.shape == (1, 10) and probabilities.sum() == pytest.approx(1.0, rel=1e-4)

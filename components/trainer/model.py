@@ -102,8 +102,11 @@ def resolve_weights(weights: str) -> str | None:
     return weights
 
 
-def build_backbone(backbone: str, image_size: int, weights: str) -> tf_keras.Model:
-    """The feature extractor, pooled to a vector, without a classification head."""
+def build_backbone(backbone: str, image_size: int | None, weights: str) -> tf_keras.Model:
+    """The feature extractor, pooled to a vector, without a classification head.
+
+    ``image_size`` None: it takes images of any size (progressive resizing).
+    """
     info = backbone_info(backbone)
     resolved = resolve_weights(weights)
     shape = (image_size, image_size, 3)
@@ -126,7 +129,7 @@ def build_backbone(backbone: str, image_size: int, weights: str) -> tf_keras.Mod
     return constructor(include_top=False, weights=resolved, input_shape=shape, pooling="avg")
 
 
-def _small_cnn(shape: tuple[int, int, int]) -> tf_keras.Model:
+def _small_cnn(shape: tuple[int | None, int | None, int]) -> tf_keras.Model:
     inputs = tf_keras.Input(shape)
     x = inputs
     for filters in (32, 64, 128):
@@ -158,7 +161,7 @@ def _settle_batch_norm_faster(backbone: tf_keras.Model) -> None:
 def build_classifier(
     backbone: str,
     num_classes: int,
-    image_size: int,
+    image_size: int | None,
     weights: str,
     dropout: float,
     output_bias: np.ndarray | None = None,
@@ -174,6 +177,7 @@ def build_classifier(
     The output layer starts with a zero kernel, so with ``output_bias`` from
     :func:`prior_logits` the untrained model predicts exactly the class priors.
     The last two layers compute in float32 whatever the mixed-precision policy.
+    ``image_size`` None: both take images of any size (progressive resizing).
     """
     features_model = build_backbone(backbone, image_size, weights)
     pretrained = resolve_weights(weights) is not None
