@@ -29,12 +29,7 @@ import yaml
 from visiontfx.components.edge_export.settings import EdgeTargets
 from visiontfx.components.image_example_gen.settings import IngestSettings
 from visiontfx.components.pusher.settings import PushTargets
-from visiontfx.components.trainer.settings import (
-    AugmentationConfig,
-    ModelConfig,
-    TrainingConfig,
-    check_progressive_resizing,
-)
+from visiontfx.components.trainer.settings import AugmentationConfig, ModelConfig, TrainingConfig
 from visiontfx.contracts.settings import ConfigError, Settings, key_path, require
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -286,9 +281,6 @@ class Config(Settings):
     edge: EdgeConfig = EdgeConfig()
     inference: InferenceConfig = InferenceConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
-
-    def validate(self, prefix: str = "") -> None:
-        check_progressive_resizing(self.model, self.training, prefix)
 
     def replace(self, overrides: Sequence[str]) -> Config:
         """Returns a copy with ``section.key=value`` overrides applied."""

@@ -19,8 +19,8 @@ from visiontfx.pipeline.dag import trainer_custom_config
 skip_tf_keras_in_autograph()  # else AutoGraph converts tf_keras itself: a first fit takes minutes
 
 
-def _settings(image_size: int = 0, **training: object) -> TrainerSettings:
-    config = from_dict({"model": {"weights": "imagenet", "image_size": image_size}, "training": training})
+def _settings(**training: object) -> TrainerSettings:
+    config = from_dict({"model": {"weights": "imagenet"}, "training": training})
     return TrainerSettings.from_custom_config(trainer_custom_config(config, "/tmp/unused"))
 
 
@@ -90,53 +90,3 @@ def test_warmup_steps_shorten_only_the_warmup_phase() -> None:
     assert default_warmup.steps(300) == 300
     with pytest.raises(ConfigError, match="warmup_steps"):
         from_dict({"training": {"warmup_steps": -1}})
-
-
-def test_progressive_resizing_splits_fine_tuning_by_image_size() -> None:
-    settings = _settings(
-        image_size=64,
-        warmup_epochs=1,
-        finetune_epochs=3,
-        finetune_image_sizes=[32, 32, 64],
-        lr_schedule="cosine",
-    )
-    assert settings.progressive_resizing
-    warmup, low, full = run.plan_phases(settings)
-    assert (warmup.name, warmup.image_size) == ("warmup", 32)  # the head learns the first size's features
-    assert (low.name, low.first_epoch, low.last_epoch, low.image_size) == ("finetune-32px", 1, 3, 32)
-    assert (full.name, full.first_epoch, full.last_epoch, full.image_size) == ("finetune-64px", 3, 4, 64)
-    assert (low.continues, full.continues) == (False, True)
-    assert low.unfreeze_layers == full.unfreeze_layers == settings.training.unfreeze_layers
-    # One schedule over all three fine-tuning epochs, not one per size; the warm-up has its own.
-    phases = [warmup, low, full]
-    assert run.schedule_span(phases, 0, 100) == (0, 100)
-    assert run.schedule_span(phases, 1, 100) == (0, 300)
-    assert run.schedule_span(phases, 2, 100) == (200, 300)
-
-
-def test_one_size_throughout_is_not_progressive() -> None:
-    settings = _settings(image_size=64, finetune_epochs=2, finetune_image_sizes=[64, 64])
-    assert not settings.progressive_resizing
-    assert [p.name for p in run.plan_phases(settings)] == ["warmup", "finetune"]
-
-
-@pytest.mark.parametrize(
-    ("training", "model", "message"),
-    [
-        ({"finetune_epochs": 2, "finetune_image_sizes": [32]}, {}, "one size per fine-tuning epoch"),
-        ({"finetune_epochs": 2, "finetune_image_sizes": [64, 32]}, {}, "must grow"),
-        ({"finetune_epochs": 2, "finetune_image_sizes": [8, 64]}, {}, "at least 16"),
-        ({"finetune_epochs": 2, "finetune_image_sizes": [32, 48]}, {}, "must end at the model's image size"),
-        ({"finetune_epochs": 2, "finetune_image_sizes": [32, 64]}, {"weights": "none"}, "pretrained"),
-        (
-            {"finetune_epochs": 2, "finetune_image_sizes": [32, 64], "gradual_unfreeze": True},
-            {},
-            "cannot be combined",
-        ),
-    ],
-)
-def test_bad_progressive_resizing_fails_at_config_time(
-    training: dict[str, object], model: dict[str, object], message: str
-) -> None:
-    with pytest.raises(ConfigError, match=message):
-        from_dict({"model": {"weights": "imagenet", "image_size": 64, **model}, "training": training})

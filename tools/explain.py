@@ -40,9 +40,7 @@ class GradCam:
         backbone = next((layer for layer in self.model.layers if isinstance(layer, tf_keras.Model)), None)
         if backbone is None:
             raise ValueError(f"{saved_model_dir}: no backbone sub-model to explain (not a visiontfx export?)")
-        # The size the model sees: its input may take any size (progressive resizing).
-        blank = tf.io.encode_png(tf.zeros([8, 8, 1], tf.uint8)).numpy()
-        target = _last_feature_map(backbone, int(self.model_input([blank]).shape[1]))
+        target = _last_feature_map(backbone)
         self._features = tf_keras.Model(backbone.inputs, [target.output, backbone.output])
         after = self.model.layers[self.model.layers.index(backbone) + 1 :]
         # The head after the backbone, up to the logits (Grad-CAM differentiates the logit, not softmax).
@@ -74,9 +72,8 @@ class GradCam:
         return cam, tf.nn.softmax(logits).numpy()
 
 
-def _last_feature_map(backbone: tf_keras.Model, image_size: int) -> tf_keras.layers.Layer:
-    """The last non-pooling layer with a 4-D output of at least MIN_CAM_SIDE pixels a side
-    for ``image_size`` inputs.
+def _last_feature_map(backbone: tf_keras.Model) -> tf_keras.layers.Layer:
+    """The last non-pooling layer with a 4-D output of at least MIN_CAM_SIDE pixels a side.
 
     The final feature map is the usual choice, but at small input sizes it is a
     2×2 grid (EfficientNet-Lite0 at 64 px) that cannot show where anything is; a
@@ -91,12 +88,7 @@ def _last_feature_map(backbone: tf_keras.Model, image_size: int) -> tf_keras.lay
     ]
     if not maps:
         raise ValueError(f"{backbone.name} has no 4-D feature map to explain")
-    sides = [layer.output_shape[1] for layer in maps]
-    if not all(sides):  # a backbone for any input size: measure the maps on one blank image
-        probe = tf_keras.Model(backbone.inputs, [layer.output for layer in maps])
-        outputs = probe(tf.zeros([1, image_size, image_size, backbone.input_shape[-1]]), training=False)
-        sides = [int(output.shape[1]) for output in outputs]
-    fine = [layer for layer, side in zip(maps, sides, strict=True) if side >= MIN_CAM_SIDE]
+    fine = [layer for layer in maps if (layer.output_shape[1] or 0) >= MIN_CAM_SIDE]
     return (fine or maps)[-1]
 
 

@@ -166,15 +166,6 @@ def make_dataset(
     return dataset
 
 
-def resized(dataset: tf.data.Dataset, image_size: int) -> tf.data.Dataset:
-    """(images, labels) batches with the images resized to ``image_size`` (progressive resizing)."""
-
-    def resize(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.image.resize(images, [image_size, image_size], antialias=True), labels
-
-    return dataset.map(resize, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-
-
 def first_batch(dataset: tf.data.Dataset, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``size`` examples of a batched (images, labels) dataset, as arrays."""
     images, labels = next(iter(dataset.unbatch().batch(size).take(1)))

@@ -102,11 +102,8 @@ def resolve_weights(weights: str) -> str | None:
     return weights
 
 
-def build_backbone(backbone: str, image_size: int | None, weights: str) -> tf_keras.Model:
-    """The feature extractor, pooled to a vector, without a classification head.
-
-    ``image_size`` None: it takes images of any size (progressive resizing).
-    """
+def build_backbone(backbone: str, image_size: int, weights: str) -> tf_keras.Model:
+    """The feature extractor, pooled to a vector, without a classification head."""
     info = backbone_info(backbone)
     resolved = resolve_weights(weights)
     shape = (image_size, image_size, 3)
@@ -129,7 +126,7 @@ def build_backbone(backbone: str, image_size: int | None, weights: str) -> tf_ke
     return constructor(include_top=False, weights=resolved, input_shape=shape, pooling="avg")
 
 
-def _small_cnn(shape: tuple[int | None, int | None, int]) -> tf_keras.Model:
+def _small_cnn(shape: tuple[int, int, int]) -> tf_keras.Model:
     inputs = tf_keras.Input(shape)
     x = inputs
     for filters in (32, 64, 128):
@@ -161,7 +158,7 @@ def _settle_batch_norm_faster(backbone: tf_keras.Model) -> None:
 def build_classifier(
     backbone: str,
     num_classes: int,
-    image_size: int | None,
+    image_size: int,
     weights: str,
     dropout: float,
     output_bias: np.ndarray | None = None,
@@ -177,7 +174,6 @@ def build_classifier(
     The output layer starts with a zero kernel, so with ``output_bias`` from
     :func:`prior_logits` the untrained model predicts exactly the class priors.
     The last two layers compute in float32 whatever the mixed-precision policy.
-    ``image_size`` None: both take images of any size (progressive resizing).
     """
     features_model = build_backbone(backbone, image_size, weights)
     pretrained = resolve_weights(weights) is not None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import shutil
@@ -105,12 +104,6 @@ class TrainingSetup:
     def balanced(self) -> bool:
         """Class weighting on: the loss, not the output bias, accounts for the imbalance."""
         return self.settings.training.class_weighting and sum(self.train_counts) > 0
-
-    def datasets_at(self, image_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        """The training and evaluation batches at ``image_size`` (resized from the Transform's size)."""
-        if image_size == self.settings.image_size:
-            return self.train_dataset, self.eval_dataset
-        return data.resized(self.train_dataset, image_size), data.resized(self.eval_dataset, image_size)
 
     def describe(self) -> str:
         settings = self.settings
@@ -208,7 +201,7 @@ def build_model(setup: TrainingSetup) -> tuple[tf_keras.Model, tf_keras.Model]:
         return build_classifier(
             settings.model.backbone,
             len(setup.class_names),
-            None if settings.progressive_resizing else settings.image_size,
+            settings.image_size,
             settings.model.weights,
             settings.model.dropout,
             output_bias=None if setup.balanced else prior_logits(setup.train_counts),
@@ -221,7 +214,7 @@ def build_model(setup: TrainingSetup) -> tuple[tf_keras.Model, tf_keras.Model]:
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
-    """One model.fit: its epochs, learning rate, image size and what is trainable."""
+    """One model.fit: its epochs, learning rate and what is trainable."""
 
     name: str
     first_epoch: int
@@ -231,69 +224,23 @@ class Phase:
     unfreeze_layers: int = 0
     unfreeze_fraction: float = 0.0
     steps_per_epoch: int = 0  # 0: one pass over the training split (or training.steps_per_epoch)
-    image_size: int = 0  # 0: the model's (progressive resizing sets lower ones)
-    # A later resolution stage of the previous phase: same optimizer, its schedule goes on.
-    continues: bool = False
 
     def steps(self, default_steps_per_epoch: int) -> int:
         """Steps in one epoch of this phase."""
         return self.steps_per_epoch or default_steps_per_epoch
 
 
-def split_by_image_size(phase: Phase, sizes: Sequence[int]) -> list[Phase]:
-    """``phase`` as one phase per run of equal epoch sizes; each later one continues the first."""
-    stages: list[Phase] = []
-    epoch = phase.first_epoch
-    for size, run in itertools.groupby(sizes):
-        epochs = len(list(run))
-        stages.append(
-            dataclasses.replace(
-                phase,
-                name=f"{phase.name}-{size}px",
-                first_epoch=epoch,
-                last_epoch=epoch + epochs,
-                image_size=size,
-                continues=bool(stages),
-            )
-        )
-        epoch += epochs
-    return stages
-
-
-def schedule_span(phases: Sequence[Phase], index: int, default_steps_per_epoch: int) -> tuple[int, int]:
-    """(steps before ``phases[index]``, total steps) of the learning-rate schedule it shares
-    with the phases it continues and those that continue it."""
-    first = index
-    while phases[first].continues and first > 0:
-        first -= 1
-    end = index + 1
-    while end < len(phases) and phases[end].continues:
-        end += 1
-    steps = [p.steps(default_steps_per_epoch) * (p.last_epoch - p.first_epoch) for p in phases[first:end]]
-    return sum(steps[: index - first]), sum(steps)
-
-
 def plan_phases(settings: TrainerSettings) -> list[Phase]:
-    """Random init: one phase over the whole network. Pretrained: warm-up, then fine-tuning stages
-    (with progressive resizing, one per image size)."""
+    """Random init: one phase over the whole network. Pretrained: warm-up, then fine-tuning stages."""
     training = settings.training
     warmup, finetune = training.warmup_epochs, training.finetune_epochs
     if not settings.pretrained:
         # Freezing a random backbone would train a head on noise.
         return [Phase("scratch", 0, warmup + finetune, settings.learning_rate, "all")]
-    sizes = training.finetune_image_sizes if settings.progressive_resizing else ()
     phases = []
     if warmup:  # the head alone needs far fewer steps than a pass over the data: warmup_steps
         phases.append(
-            Phase(
-                "warmup",
-                0,
-                warmup,
-                settings.learning_rate,
-                "head",
-                steps_per_epoch=training.warmup_steps,
-                image_size=sizes[0] if sizes else 0,
-            )
+            Phase("warmup", 0, warmup, settings.learning_rate, "head", steps_per_epoch=training.warmup_steps)
         )
     # Gradual unfreezing: one stage per fine-tuning epoch, each unfreezing a larger top share.
     stages = (finetune if training.gradual_unfreeze else 1) if finetune else 0
@@ -302,16 +249,17 @@ def plan_phases(settings: TrainerSettings) -> list[Phase]:
         share = (stage + 1) / stages
         first = warmup + stage * (finetune // stages)
         last = warmup + finetune if stage == stages - 1 else first + finetune // stages
-        phase = Phase(
-            "finetune" if stages == 1 else f"finetune-{stage + 1}",
-            first,
-            last,
-            settings.finetune_learning_rate,
-            "top",
-            layers if layers < 0 else round(layers * share),
-            fraction * share,
+        phases.append(
+            Phase(
+                "finetune" if stages == 1 else f"finetune-{stage + 1}",
+                first,
+                last,
+                settings.finetune_learning_rate,
+                "top",
+                layers if layers < 0 else round(layers * share),
+                fraction * share,
+            )
         )
-        phases.extend(split_by_image_size(phase, sizes) if sizes else [phase])
     return phases
 
 
@@ -360,17 +308,24 @@ def train_phases(
     loss = make_loss(len(setup.class_names), settings.training)
     history: dict[str, Any] = {"phases": [], "epochs": [], "resumed": []}
     fit_kwargs = dict(
+        x=setup.train_dataset,
+        validation_data=setup.eval_dataset,
         validation_steps=setup.eval_steps,
         verbose=_verbosity(),
         class_weight=class_weights(setup.train_counts) if setup.balanced else None,
     )
     phases = plan_phases(settings)
-    compiled_for_previous = False  # the optimizer of the phase just trained, for one that continues it
-    trained_size = settings.image_size
     for number, phase in enumerate(phases, start=1):
         steps_per_epoch = phase.steps(setup.steps_per_epoch)
+        learning_rate = phase_learning_rate(
+            settings.lr_schedule,
+            phase.learning_rate,
+            (phase.last_epoch - phase.first_epoch) * steps_per_epoch,
+            settings.training.lr_warmup_fraction,
+        )
         with setup.strategy.scope():
             trainable = configure_trainable(backbone, phase)
+            compile_model(model, learning_rate, loss, setup.policy)
         done = _phase_done_path(backup_dir, phase) if backup_dir else None
         if done and tf.io.gfile.exists(done + ".json"):
             print(f"[Trainer] {phase.name} already finished in an interrupted run: skipping it", flush=True)
@@ -379,32 +334,11 @@ def train_phases(
                 finished = json.load(handle)
             history["phases"].append(finished["phase"])
             history["epochs"].extend(finished["epochs"])
-            compiled_for_previous = False
             continue
-        if not (phase.continues and compiled_for_previous):
-            steps_before, schedule_steps = schedule_span(phases, number - 1, setup.steps_per_epoch)
-            learning_rate = phase_learning_rate(
-                settings.lr_schedule,
-                phase.learning_rate,
-                schedule_steps,
-                settings.training.lr_warmup_fraction,
-            )
-            with setup.strategy.scope():
-                compile_model(model, learning_rate, loss, setup.policy)
-            if steps_before:  # resuming inside a schedule a skipped phase began
-                model.optimizer.iterations.assign(steps_before)
-        image_size = phase.image_size or settings.image_size
-        if compiled_for_previous and image_size != trained_size:
-            # Keras would retrace its step for "any image size" (reduce_retracing): measured 1.4x
-            # slower per 48 px step than a step traced for one size. A fresh trace keeps it static.
-            model.train_function = model.test_function = model.predict_function = None
-        compiled_for_previous, trained_size = True, image_size
-        train_dataset, eval_dataset = setup.datasets_at(image_size)
         epochs = f"{phase.first_epoch + 1}-{phase.last_epoch}"
         print(
             f"[Trainer] phase {number}/{len(phases)} {phase.name} ({phase.trainable}): {trainable} backbone "
-            f"layers trainable, lr {phase.learning_rate:g} ({settings.lr_schedule}), epochs {epochs}, "
-            f"{image_size} px",
+            f"layers trainable, lr {phase.learning_rate:g} ({settings.lr_schedule}), epochs {epochs}",
             flush=True,
         )
         resumed: dict[str, Any] = {}
@@ -414,8 +348,6 @@ def train_phases(
             *extra_callbacks,
         ]
         result = model.fit(
-            x=train_dataset,
-            validation_data=eval_dataset,
             epochs=phase.last_epoch,
             initial_epoch=phase.first_epoch,
             steps_per_epoch=steps_per_epoch,

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 from typing import Any, Literal, Mapping
 
-from visiontfx.contracts.backbones import MIN_IMAGE_SIZE, Backbone, check_image_size, resolve_image_size
+from visiontfx.contracts.backbones import Backbone, check_image_size, resolve_image_size
 from visiontfx.contracts.settings import Settings, key_path, require
 
 Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
@@ -79,10 +79,6 @@ class TrainingConfig(Settings):
     # a pass over the data; a linear head on pretrained features settles in a few hundred.
     warmup_steps: int = 0
     finetune_epochs: int = 2
-    # Progressive resizing: the image size of each fine-tuning epoch, smallest first, the last
-    # one model.image_size (e.g. [32, 48]); empty: model.image_size throughout. An epoch at
-    # 32 px costs about half of one at 48; the warm-up runs at the first size.
-    finetune_image_sizes: tuple[int, ...] = ()
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 0.0  # 0: learning_rate / 10
     unfreeze_layers: int = 40  # top layers unfrozen for fine-tuning (0 = none, -1 = all)
@@ -133,22 +129,6 @@ class TrainingConfig(Settings):
         require(0.0 <= self.label_smoothing < 1.0, f"'{key('label_smoothing')}' must be in [0, 1).")
         require(0.0 <= self.lr_warmup_fraction < 1.0, f"'{key('lr_warmup_fraction')}' must be in [0, 1).")
         require(self.tune_trials >= 1, f"'{key('tune_trials')}' must be at least 1.")
-        sizes = self.finetune_image_sizes
-        if sizes:
-            require(
-                len(sizes) == self.finetune_epochs,
-                f"'{key('finetune_image_sizes')}' needs one size per fine-tuning epoch "
-                f"({self.finetune_epochs}), got {list(sizes)}.",
-            )
-            require(
-                min(sizes) >= MIN_IMAGE_SIZE and list(sizes) == sorted(sizes),
-                f"'{key('finetune_image_sizes')}' must grow (or stay) from epoch to epoch, each at least "
-                f"{MIN_IMAGE_SIZE}, got {list(sizes)}.",
-            )
-            require(
-                not self.gradual_unfreeze,
-                f"'{key('finetune_image_sizes')}' and '{key('gradual_unfreeze')}' cannot be combined.",
-            )
 
     @property
     def resolved_finetune_learning_rate(self) -> float:
@@ -157,20 +137,6 @@ class TrainingConfig(Settings):
     @property
     def epochs(self) -> int:
         return self.warmup_epochs + self.finetune_epochs
-
-
-def check_progressive_resizing(model: ModelConfig, training: TrainingConfig, prefix: str = "") -> None:
-    """``training.finetune_image_sizes`` against the model: pretrained, ending at its image size."""
-    sizes = training.finetune_image_sizes
-    if not sizes:
-        return
-    key = key_path(prefix, "training.finetune_image_sizes")
-    require(model.pretrained, f"'{key}' is for fine-tuning a pretrained backbone (model.weights is none).")
-    require(
-        sizes[-1] == model.resolved_image_size,
-        f"'{key}' must end at the model's image size ({model.resolved_image_size}: the size it is "
-        f"exported and evaluated at), got {list(sizes)}.",
-    )
 
 
 # --------------------------------------------------------------------------
@@ -224,7 +190,6 @@ class TrainerSettings(Settings):
 
     def validate(self, prefix: str = "") -> None:
         require(self.top_k >= 1, f"'{key_path(prefix, 'top_k')}' must be at least 1.")
-        check_progressive_resizing(self.model, self.training, prefix)
 
     @classmethod
     def from_custom_config(
@@ -243,11 +208,6 @@ class TrainerSettings(Settings):
     @property
     def image_size(self) -> int:
         return self.model.resolved_image_size
-
-    @property
-    def progressive_resizing(self) -> bool:
-        """Some fine-tuning epochs run below the model's image size (its input takes any size)."""
-        return any(size != self.image_size for size in self.training.finetune_image_sizes)
 
     @property
     def learning_rate(self) -> float:
