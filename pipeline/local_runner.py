@@ -65,7 +65,7 @@ def local_pipeline(config: Config) -> tuple[Any, Any]:
 
 def run_pipeline(config: Config, quiet: bool = True) -> dict[str, Any]:
     """Runs the DAG and returns the summary of this run (with per-component seconds)."""
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from visiontfx.pipeline import metadata, progress, summary
 
@@ -74,7 +74,7 @@ def run_pipeline(config: Config, quiet: bool = True) -> dict[str, Any]:
     started = time.monotonic()
     reporter = progress.install(len(pipeline.components), quiet)
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        LocalDagRunner().run(pipeline)
     except BaseException:
         reporter.report_failure()
         raise

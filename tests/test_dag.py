@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +225,14 @@ def test_edge_export_and_bulk_inference_follow_the_config(tmp_path: Path) -> Non
     assert bulk <= edges
     inferrer = next(c for c in pipeline.components if c.id == "BulkInferrer")
     assert "serving_examples" in inferrer.exec_properties["model_spec"]
+
+
+def test_local_run_path_skips_the_tfx_v1_facade_and_its_cloud_extensions() -> None:
+    """`tfx.v1` imports google.cloud.aiplatform (~5 s): the cached re-run's budget (bench_dag)."""
+    code = (
+        "import sys, visiontfx.tools.run_command, visiontfx.pipeline.dag, visiontfx.pipeline.summary\n"
+        "from tfx.orchestration.local.local_dag_runner import LocalDagRunner\n"
+        "print(sorted(m for m in sys.modules if m == 'tfx.v1' or m.startswith('google.cloud.aiplatform')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
