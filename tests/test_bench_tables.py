@@ -113,3 +113,14 @@ def test_the_load_peak_during_a_measurement_counts_in_the_range(monkeypatch: pyt
     runs = {"a": [{"load_before": 0.5, "load_after": 0.6, "load_peak": watch.peak}]}
     assert common.load_range(runs) == {"min": 0.5, "max": 3.5}
     assert common.load_range({"a": [{"load_before": 0.5, "load_after": 0.6}]}) == {"min": 0.5, "max": 0.6}
+
+
+def test_make_bench_runs_the_benchmark_behind_each_of_its_tables() -> None:
+    """Every `make bench` entry names a module with a main(), and the dag tables both come from it."""
+    import importlib
+
+    from bench.run_all import BENCHMARKS
+
+    for module, *_ in BENCHMARKS.values():
+        assert callable(importlib.import_module(f"bench.{module}").main)
+    assert BENCHMARKS["bench_dag_with_edge"] == ("bench_dag", "--edge")
