@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,34 @@ def test_make_bench_runs_the_benchmark_behind_each_of_its_tables() -> None:
     for module, *_ in BENCHMARKS.values():
         assert callable(importlib.import_module(f"bench.{module}").main)
     assert BENCHMARKS["bench_dag_with_edge"] == ("bench_dag", "--edge")
+
+
+def _run(final: float, epochs: list[tuple[float, float]]) -> dict[str, Any]:
+    return {
+        "final_accuracy": final,
+        "train_seconds": epochs[-1][0],
+        "train_images": 20000,
+        "epochs": [{"seconds": s, "accuracy": a} for s, a in epochs],
+    }
+
+
+def test_time_to_accuracy_target_is_reached_by_every_round_of_today() -> None:
+    """Two rounds of today ending at 91.2% and 90.6%: the target is 90.6%, reached by both."""
+    from bench.bench_time_to_accuracy import TODAY, summarise
+
+    measurements = {
+        TODAY: [
+            _run(0.912, [(100, 0.88), (300, 0.907), (460, 0.912)]),
+            _run(0.906, [(110, 0.88), (440, 0.906)]),
+        ],
+        "fast": [_run(0.908, [(90, 0.89), (190, 0.908)]), _run(0.907, [(95, 0.89), (200, 0.907)])],
+        "short": [_run(0.905, [(90, 0.905)]), _run(0.909, [(95, 0.909)])],
+    }
+    target, table = summarise(measurements, {TODAY: ("training.a=1",), "fast": (), "short": ()})
+    assert target == 0.906
+    rows = {row["variant"]: row for row in table}
+    assert rows[TODAY]["seconds to 90.60%"] == "370.0 (300.0–440.0)"
+    assert rows["fast"]["speed-up"] == f"{370 / 195:.2f}×"
+    assert rows["short"]["seconds to 90.60%"] == "not reached (1/2)"
+    assert rows["short"]["speed-up"] == "–"
+    assert summarise(measurements, {TODAY: (), "fast": (), "short": ()}, 0.95)[1][0]["speed-up"] == "–"
