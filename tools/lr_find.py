@@ -185,13 +185,13 @@ def run_until_transform(config: Any) -> tuple[str, str]:
     """Runs the DAG only up to Transform (a TFX partial run, cached like a full run) and
     returns its (Examples URI, Transform graph URI): what lr-find, benchmarks and tests need
     before, or without, a whole training run."""
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # not via tfx.v1 (see dag.py)
     from tfx.orchestration.pipeline import RunOptions
 
     from visiontfx.pipeline.local_runner import local_pipeline
 
     _, pipeline = local_pipeline(config)
-    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=["Transform"]))
+    LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=["Transform"]))
     return pipeline_inputs(config)
 
 
